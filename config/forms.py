@@ -1,0 +1,112 @@
+"""Per-form YAML files (`config/forms/<slug>.yaml`) loaded into typed models."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from config.errors import ConfigError, FormConfigError
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class Schedule(BaseModel):
+    """When the scheduled sync runs (Prefect cron syntax, evaluated in `timezone`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cron: str = "0 */6 * * *"
+    timezone: str = "UTC"
+    active: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("a cron expression has five fields, e.g. '0 */6 * * *'")
+        return v
+
+
+class SyncOptions(BaseModel):
+    """How a form is synced."""
+
+    model_config = ConfigDict(extra="forbid")
+    page_size: int = Field(1000, ge=1, le=1000)
+    overlap: int = Field(100, ge=0, description="re-read this many ids behind the watermark")
+    deletions: Literal["delete", "soft"] = "delete"
+    sweep: bool = True
+
+
+class FormConfig(BaseModel):
+    """One KoBo form the pipeline syncs."""
+
+    model_config = ConfigDict(extra="forbid")
+    slug: str
+    asset_uid: str
+    name: str = ""
+    schedule: Schedule = Schedule()
+    sync: SyncOptions = SyncOptions()
+    privacy: dict[str, Any] = Field(default_factory=dict)
+    quality: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG_RE.match(v):
+            raise ValueError("lower-case letters, digits and _, starting with a letter (max 63)")
+        return v
+
+
+def load_form_config(path: Path) -> FormConfig:
+    """Load and validate one YAML file; errors name the file, the field and what is expected."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise FormConfigError(str(path), "(file)", f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise FormConfigError(str(path), "(file)", "expected a mapping of settings at the top level")
+    data.setdefault("slug", path.stem)
+    try:
+        return FormConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(file)"
+        raise FormConfigError(str(path), field, err["msg"]) from None
+
+
+def load_form_configs(forms_dir: Path, only: Iterable[str] | None = None) -> list[FormConfig]:
+    """All forms in `forms_dir`, sorted by slug; `only` restricts to the given slugs."""
+    if not forms_dir.is_dir():
+        return []
+    forms = [load_form_config(p) for p in sorted(forms_dir.glob("*.yaml"))]
+    if only is not None:
+        wanted = set(only)
+        unknown = wanted - {f.slug for f in forms}
+        if unknown:
+            raise ConfigError(
+                f"no form config for {', '.join(sorted(unknown))} in {forms_dir}; "
+                "run `kobo-etl add-form <asset_uid>` first"
+            )
+        forms = [f for f in forms if f.slug in wanted]
+    return forms
+
+
+def write_form_config(forms_dir: Path, form: FormConfig, header: str = "") -> Path:
+    """Write a form's YAML (used by `kobo-etl add-form`)."""
+    forms_dir.mkdir(parents=True, exist_ok=True)
+    path = forms_dir / f"{form.slug}.yaml"
+    body = yaml.safe_dump(form.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
+def slugify(name: str) -> str:
+    """A form name as a schema-safe slug."""
+    s = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "form"
+    if not s[0].isalpha():
+        s = "f_" + s
+    return s[:63]
