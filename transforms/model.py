@@ -1,0 +1,110 @@
+"""The typed shapes that flow between layers: a form's schema and a flattened batch of submissions.
+
+These are the contract between transforms (which builds them), warehouse (which stores them) and
+expectations (which checks them). Keep them plain dataclasses: no behaviour that needs another layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+MAIN_TABLE = "submissions"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One warehouse column. `question` is the xpath of the question it comes from (None for system columns)."""
+
+    name: str
+    duckdb_type: str  # BIGINT, DOUBLE, VARCHAR, BOOLEAN, DATE, TIME, TIMESTAMP, TIMESTAMPTZ
+    question: str | None = None
+    role: str = "answer"  # answer | system | key | geo_part | choice_flag
+
+
+@dataclass
+class TableSchema:
+    """A warehouse table for the main submission level or one repeat.
+
+    The main table is keyed by `_id`; repeat tables by `_key` with `_submission_id`, `_parent_key`, `_position`.
+    `parent` is the parent table name (None for the main table); `xpath` is the repeat's xpath ('' for main).
+    """
+
+    name: str
+    xpath: str
+    parent: str | None
+    columns: list[ColumnSpec] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return "_id" if self.parent is None else "_key"
+
+    def column(self, name: str) -> ColumnSpec | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question as the warehouse knows it, merged across versions (the newest definition wins)."""
+
+    xpath: str  # newest-version xpath, e.g. "household/members/age"
+    name: str  # XLSForm name
+    type: str  # XLSForm type, dealiased: integer, decimal, select_one, select_multiple, text, ...
+    table: str  # table the answer lands in ("submissions" or a repeat name)
+    column: str  # base column name in that table
+    list_name: str | None = None
+    required: bool = False
+    relevant: str | None = None
+    constraint: str | None = None
+    group_path: str = ""
+    labels: dict[str, str] = field(default_factory=dict)  # language -> label
+    hints: dict[str, str] = field(default_factory=dict)
+    or_other: bool = False
+    xpaths: tuple[str, ...] = ()  # every xpath this question had in any version (group renames)
+
+
+@dataclass(frozen=True)
+class Choice:
+    list_name: str
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FormSchema:
+    """Everything the pipeline knows about one form, merged over its deployed versions."""
+
+    uid: str
+    slug: str
+    title: str
+    languages: list[str]  # e.g. ["English (en)", "Français (fr)", "العربية (ar)"]; [] for an untranslated form
+    tables: dict[str, TableSchema]
+    questions: dict[str, Question]  # keyed by xpath (every historical xpath maps to the merged question)
+    choices: list[Choice]
+    versions: list[str]  # deployed version uids, newest first
+    type_changes: list[str] = field(default_factory=list)  # plain-language notes on widened types
+
+    @property
+    def main(self) -> TableSchema:
+        return self.tables["submissions"]
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    """A value that could not be stored as typed. The row still loads with NULL in that column."""
+
+    submission_id: int
+    table: str
+    column: str
+    reason: str
+    raw_value: str | None  # already passed through the privacy policy
+
+
+@dataclass
+class FlatBatch:
+    """Submissions flattened to typed tables, ready to upsert."""
+
+    tables: dict[str, pa.Table]
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+    submission_ids: list[int] = field(default_factory=list)
