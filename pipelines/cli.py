@@ -1,0 +1,184 @@
+"""The `kobo-etl` command line: what IM officers type.
+
+    kobo-etl forms                 list the server's survey forms
+    kobo-etl add-form <asset_uid>  write config/forms/<slug>.yaml with a suggested privacy policy
+    kobo-etl sync [slug ...]       sync every configured form (or the ones named)
+    kobo-etl demo                  run the whole pipeline against the bundled demo KoBo server
+    kobo-etl demo-server           run the demo KoBo server on a local port
+    kobo-etl keygen                print a new random pseudonymisation key
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from config import EtlError, load_settings
+from config.settings import Settings
+
+log = logging.getLogger("kobo_etl")
+
+EXIT_OK, EXIT_RED, EXIT_USAGE = 0, 1, 2
+
+
+def setup_logging(settings: Settings | None, verbose: bool) -> None:
+    """One line per step on the console; a rotated file in data/logs/. HTTP detail only with --verbose."""
+    root = logging.getLogger("kobo_etl")
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    root.addHandler(console)
+    if settings is not None:
+        logs = settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        file = logging.handlers.RotatingFileHandler(
+            logs / "kobo-etl.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
+        )
+        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(file)
+
+
+def print_table(rows: list[dict], columns: Sequence[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    print("  ".join("-" * widths[c] for c in columns))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def cmd_forms(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.run import make_client
+
+    rows = [
+        {
+            "uid": a.get("uid"),
+            "name": a.get("name"),
+            "submissions": a.get("deployment__submission_count") or 0,
+            "deployed": "yes" if a.get("has_deployment") and a.get("deployment__active") else "no",
+        }
+        for a in make_client(settings).iter_assets()
+    ]
+    print_table(rows, ["uid", "name", "submissions", "deployed"])
+    return EXIT_OK
+
+
+def cmd_add_form(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.forms import add_form
+    from pipelines.run import make_client
+
+    path = add_form(make_client(settings), settings.forms_dir, args.asset_uid, slug=args.slug)
+    print(f"wrote {path}")
+    print("Review the suggested privacy policy in that file before the first sync.")
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    if args.prefect or os.environ.get("PREFECT_API_URL"):
+        from pipelines.flows import sync_all, sync_form
+
+        if len(args.forms) == 1:
+            state = sync_form(args.forms[0], full=args.full, return_state=True)
+        else:
+            state = sync_all(full=args.full, return_state=True)
+        return EXIT_OK if state.is_completed() else EXIT_RED
+    from pipelines.run import run_sync
+
+    result = run_sync(settings, args.forms or None, full=args.full, wait_s=args.wait)
+    for summary in result.summaries:
+        for line in summary.lines():
+            print(line)
+    for error in result.errors:
+        print(f"FAILED {error}", file=sys.stderr)
+    return EXIT_RED if result.red else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(settings, households=args.households, use_prefect=not args.no_prefect)
+
+
+def cmd_demo_server(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.demo_server import run_demo_server
+
+    run_demo_server(args.port, args.households)
+    return EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    print(secrets.token_urlsafe(32))
+    print(
+        "Put it in .env as KOBO_ETL_PSEUDONYMISATION_KEY=... and keep a sealed backup: "
+        "a lost or changed key breaks linkage of pseudonyms across syncs.",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kobo-etl", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="HTTP detail (tokens redacted)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("forms", help="list the KoBo server's survey forms").set_defaults(func=cmd_forms)
+
+    p = sub.add_parser("add-form", help="add a form to config/forms/ with a suggested privacy policy")
+    p.add_argument("asset_uid")
+    p.add_argument("--slug", help="warehouse schema name (default: from the form name)")
+    p.set_defaults(func=cmd_add_form)
+
+    p = sub.add_parser("sync", help="sync configured forms into the warehouse")
+    p.add_argument("forms", nargs="*", help="form slugs (default: all)")
+    p.add_argument("--full", action="store_true", help="re-download everything")
+    p.add_argument("--wait", type=float, default=0, help="seconds to wait if another sync holds the warehouse")
+    p.add_argument("--prefect", action="store_true", help="run as a Prefect flow (default when PREFECT_API_URL is set)")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on the bundled demo KoBo server")
+    p.add_argument("--households", type=int, default=2000)
+    p.add_argument("--no-prefect", action="store_true", help="run without Prefect (faster)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("demo-server", help="serve the demo KoBo server on a local port")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--households", type=int, default=2000)
+    p.set_defaults(func=cmd_demo_server)
+
+    sub.add_parser("keygen", help="print a new random pseudonymisation key").set_defaults(func=cmd_keygen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        setup_logging(settings if args.command not in ("keygen",) else None, args.verbose)
+        return int(args.func(args, settings))
+    except EtlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RED if not isinstance(exc, _usage_errors()) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+
+
+def _usage_errors() -> tuple[type, ...]:
+    from config.errors import ConfigError
+
+    return (ConfigError,)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,48 @@
+"""Prefect flows: `sync_form` for one form, `sync_all` for every configured form.
+
+Tasks are one-line wrappers over plain functions in pipelines/run.py. `persist_result=False` everywhere:
+nothing that could carry a submission is ever written to Prefect's result store, and flow results are
+counts only. Secrets are read from env/.env inside the run, never passed as parameters.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.states import Completed, Failed, State
+
+from config import load_settings
+from pipelines.run import RunResult, run_sync
+
+
+@task(name="sync forms", persist_result=False, retries=0)
+def sync_forms_task(slugs: list[str] | None, full: bool) -> RunResult:
+    return run_sync(load_settings(), slugs, full=full, wait_s=600)
+
+
+def _final_state(result: RunResult) -> State:
+    """Counts only in the result; a red run ends Failed without a stack trace."""
+    payload = [s.to_dict() for s in result.summaries]
+    logger = get_run_logger()
+    for summary in result.summaries:
+        for line in summary.lines():
+            logger.info(line)
+    for error in result.errors:
+        logger.error(error)
+    if result.red:
+        reasons = result.errors or [
+            f"{s.form}: {s.checks_failed} error checks failed" for s in result.summaries if s.checks_failed
+        ]
+        return Failed(message="; ".join(reasons), data=payload)
+    return Completed(message=f"{len(payload)} form(s) synced", data=payload)
+
+
+@flow(name="sync-form", persist_result=False, log_prints=False)
+def sync_form(slug: str, full: bool = False) -> State:
+    """Sync one configured form (by its slug) into the warehouse."""
+    return _final_state(sync_forms_task(slugs=[slug], full=full))
+
+
+@flow(name="sync-all", persist_result=False, log_prints=False)
+def sync_all(full: bool = False) -> State:
+    """Sync every form in config/forms/."""
+    return _final_state(sync_forms_task(slugs=None, full=full))

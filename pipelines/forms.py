@@ -1,0 +1,58 @@
+"""Adding a form: read its definition from KoBo and write config/forms/<slug>.yaml for review."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from config import slugify
+from connectors import KoboClient
+from transforms import to_form_schema
+from transforms.privacy import suggest_policy
+
+
+def fetch_versions(client: KoboClient, asset_uid: str, cache_dir: Path | None = None) -> dict[str, dict]:
+    """Content of every deployed version, newest first; cached on disk (a deployed version never changes)."""
+    versions: dict[str, dict] = {}
+    for item in client.iter_deployed_versions(asset_uid):
+        cached = cache_dir / f"{item['uid']}.json" if cache_dir else None
+        if cached is not None and cached.exists():
+            versions[item["uid"]] = json.loads(cached.read_text(encoding="utf-8"))
+            continue
+        content = client.get_version(asset_uid, item["uid"]).get("content") or {}
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+        versions[item["uid"]] = content
+    return versions
+
+
+def render_form_yaml(asset: dict, slug: str, policy_yaml: str) -> str:
+    """The YAML an IM officer reviews: identity, schedule, sync options and the suggested policy."""
+    name = str(asset.get("name") or slug).replace('"', "'")
+    indented = "\n".join(("  " + line) if line.strip() else "" for line in policy_yaml.splitlines())
+    return (
+        f"# Form '{name}' — written by `kobo-etl add-form`. Review the privacy policy before the first sync.\n"
+        f"slug: {slug}\n"
+        f"asset_uid: {asset['uid']}\n"
+        f'name: "{name}"\n'
+        "schedule:\n"
+        '  cron: "0 */6 * * *"     # every 6 hours; edit, then run `kobo-etl schedule`\n'
+        "  timezone: UTC\n"
+        "sync:\n"
+        "  page_size: 1000\n"
+        "  deletions: delete        # or `soft`: keep deleted submissions, marked with _deleted_at\n"
+        "privacy:\n"
+        f"{indented}\n"
+    )
+
+
+def add_form(client: KoboClient, forms_dir: Path, asset_uid: str, slug: str | None = None) -> Path:
+    """Write `<forms_dir>/<slug>.yaml` for the asset, with a suggested privacy policy, and return the path."""
+    asset = client.get_asset(asset_uid)
+    slug = slug or slugify(asset.get("name") or asset_uid)
+    schema = to_form_schema(asset, fetch_versions(client, asset_uid), slug)
+    forms_dir.mkdir(parents=True, exist_ok=True)
+    path = forms_dir / f"{slug}.yaml"
+    path.write_text(render_form_yaml(asset, slug, suggest_policy(schema)), encoding="utf-8")
+    return path

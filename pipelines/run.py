@@ -1,0 +1,88 @@
+"""Running syncs for a set of forms: client, warehouse connection, post-load steps. Plain functions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config import ConfigError, EtlError, FormConfig, Settings, load_form_configs
+from connectors import KoboClient
+from pipelines.sync import SyncSummary, sync_form
+from warehouse import connect
+
+log = logging.getLogger("kobo_etl")
+
+
+@dataclass
+class RunResult:
+    """Summaries of every form synced in one run, and whether the run is red."""
+
+    summaries: list[SyncSummary] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors) or any(s.status == "failed" for s in self.summaries)
+
+    @property
+    def red(self) -> bool:
+        """Red = a sync failed or an `error`-severity check failed (a scheduled run shows red)."""
+        return self.failed or any(s.checks_failed for s in self.summaries)
+
+
+def make_client(settings: Settings) -> KoboClient:
+    return KoboClient(
+        settings.kobo_url,
+        settings.require_token(),
+        timeout=settings.request_timeout_s,
+        max_retry_s=settings.max_retry_s,
+        allow_insecure_http=settings.allow_insecure_http,
+    )
+
+
+def select_forms(settings: Settings, slugs: list[str] | None) -> list[FormConfig]:
+    forms = load_form_configs(settings.forms_dir, slugs or None)
+    if not forms:
+        raise ConfigError(
+            f"no forms configured in {settings.forms_dir}: run `kobo-etl forms` to list the server's forms, "
+            "then `kobo-etl add-form <asset_uid>`"
+        )
+    return forms
+
+
+def run_sync(
+    settings: Settings,
+    slugs: list[str] | None = None,
+    *,
+    full: bool = False,
+    client: KoboClient | None = None,
+    wait_s: float = 0,
+) -> RunResult:
+    """Sync the given forms (all configured ones by default), then publish and report.
+
+    Expected errors (EtlError) of one form are recorded and the other forms still sync.
+    """
+    forms = select_forms(settings, slugs)
+    settings.require_key()  # stop before fetching anything when the key is missing
+    client = client or make_client(settings)
+    result = RunResult()
+    with connect(settings.warehouse_path, wait_s=wait_s) as con:
+        for form in forms:
+            try:
+                result.summaries.append(sync_form(settings, form, con, client, full=full))
+            except EtlError as exc:
+                log.error("%s: %s", form.slug, exc)
+                result.errors.append(f"{form.slug}: {exc}")
+    return result
+
+
+def data_paths(settings: Settings) -> dict[str, Path]:
+    """Where outputs land, for summaries and docs."""
+    d = settings.data_dir
+    return {
+        "warehouse": settings.warehouse_path,
+        "exports": d / "exports",
+        "reports": d / "reports",
+        "logs": d / "logs",
+    }

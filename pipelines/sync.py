@@ -1,0 +1,258 @@
+"""The sync of one form, as plain functions: fetch → privacy → flatten → load, then checks and publishing.
+
+Prefect flows (pipelines/flows.py) and the CLI both call these; nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from config import FormConfig, Settings
+from config.privacy import PrivacyPolicy
+from connectors import KoboClient, SubmissionPage
+from pipelines.forms import fetch_versions
+from transforms import to_form_schema, to_label_tables, to_tables
+from transforms.model import FormSchema
+from transforms.privacy import apply_policy, apply_policy_to_schema, check_strict
+from warehouse import (
+    create_label_views,
+    delete_submissions,
+    ensure_tables,
+    fail_run,
+    finish_run,
+    get_watermark,
+    read_manifest,
+    start_run,
+    upsert_batch,
+    upsert_pending_privacy,
+    write_labels,
+)
+
+log = logging.getLogger("kobo_etl.sync")
+
+#: Ids re-fetched per `$in` request during the sweep.
+REFETCH_BATCH = 500
+
+
+@dataclass
+class SyncSummary:
+    """What one sync of one form did. Counts only: never a submission value."""
+
+    form: str
+    run_id: str = ""
+    status: str = "running"
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    withheld: list[str] = field(default_factory=list)
+    schema_changes: list[str] = field(default_factory=list)
+    checks_failed: int = 0
+    server_count: int | None = None
+    warehouse_count: int | None = None
+    duration_s: float = 0.0
+    requests: int = 0
+    bytes: int = 0
+    error: str | None = None
+    tables: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """A short plain-language summary for the terminal and the flow result."""
+        out = [
+            f"{self.form}: {self.status} in {self.duration_s:.1f}s — {self.inserted} new, {self.updated} updated, "
+            f"{self.deleted} deleted, {self.quarantined} values quarantined"
+        ]
+        if self.server_count is not None:
+            out.append(f"  server has {self.server_count} submissions, warehouse has {self.warehouse_count}")
+        for change in self.schema_changes:
+            out.append(f"  schema: {change}")
+        for xpath in self.withheld:
+            out.append(f"  withheld (no privacy decision yet): {xpath} — add it to the form's privacy policy")
+        if self.error:
+            out.append(f"  error: {self.error}")
+        return out
+
+
+@dataclass
+class FormContext:
+    """What a sync needs to know about a form once per run."""
+
+    config: FormConfig
+    raw_schema: FormSchema  # the form as KoBo defines it
+    schema: FormSchema  # the form as stored (after the privacy policy)
+    policy: PrivacyPolicy
+    key: bytes
+
+
+def load_form_context(client: KoboClient, form: FormConfig, key: bytes, cache_dir: Path) -> FormContext:
+    """Fetch the asset and every deployed version (cached on disk: deployed versions never change)."""
+    asset = client.get_asset(form.asset_uid)
+    versions = fetch_versions(client, form.asset_uid, cache_dir / form.slug / "versions")
+    raw_schema = to_form_schema(asset, versions, form.slug)
+    policy = PrivacyPolicy.model_validate(form.privacy)
+    check_strict(raw_schema, policy)
+    return FormContext(form, raw_schema, apply_policy_to_schema(raw_schema, policy), policy, key)
+
+
+def load_pages(
+    con: duckdb.DuckDBPyConnection,
+    ctx: FormContext,
+    pages: Iterable[SubmissionPage],
+    summary: SyncSummary,
+    *,
+    advance_watermark: bool,
+) -> None:
+    """Privacy → flatten → upsert, one transaction per page (data and watermark move together)."""
+    withheld: set[str] = set(summary.withheld)
+    for page in pages:
+        summary.requests += 1
+        summary.bytes += page.nbytes
+        if not page.results:
+            continue
+        result = apply_policy(page.results, ctx.raw_schema, ctx.policy, ctx.key)
+        if result.withheld:
+            upsert_pending_privacy(con, ctx.config.slug, result.withheld)
+            withheld.update(w.xpath for w in result.withheld)
+        batch = to_tables(result.submissions, ctx.schema)
+        counts = upsert_batch(
+            con,
+            ctx.schema,
+            batch,
+            run_id=summary.run_id,
+            watermark=page.last_id if advance_watermark else None,
+        )
+        summary.fetched += len(page.results)
+        summary.inserted += counts.inserted
+        summary.updated += counts.updated
+        summary.quarantined += len(batch.quarantine)
+        log.info(
+            "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, len(page.results), page.last_id
+        )
+    summary.withheld = sorted(withheld)
+
+
+def iter_manifest(client: KoboClient, form: FormConfig, until_id: int) -> Iterator[SubmissionPage]:
+    """The server's list of (_id, _uuid, validation status) up to the watermark: cheap, no answers."""
+    yield from client.iter_submission_pages(
+        form.asset_uid,
+        page_size=form.sync.page_size,
+        fields=["_id", "_uuid", "_validation_status"],
+        until_id=until_id,
+    )
+
+
+def sweep(
+    con: duckdb.DuckDBPyConnection, client: KoboClient, ctx: FormContext, until_id: int, summary: SyncSummary
+) -> None:
+    """Find edits, late arrivals and deletions among already-synced ids and apply them."""
+    local = read_manifest(con, ctx.config.slug)
+    seen: set[int] = set()
+    changed: list[int] = []
+    for page in iter_manifest(client, ctx.config, until_id):
+        summary.requests += 1
+        summary.bytes += page.nbytes
+        for row in page.results:
+            sid = int(row["_id"])
+            seen.add(sid)
+            status = (row.get("_validation_status") or {}).get("uid")
+            if local.get(sid) != (row.get("_uuid"), status):
+                changed.append(sid)
+    deleted = sorted(set(local) - seen)
+    for start in range(0, len(changed), REFETCH_BATCH):
+        ids = changed[start : start + REFETCH_BATCH]
+        pages = client.iter_submission_pages(ctx.config.asset_uid, ids=ids, page_size=REFETCH_BATCH)
+        load_pages(con, ctx, pages, summary, advance_watermark=False)
+    if deleted:
+        delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
+        summary.deleted += len(deleted)
+        log.info("%s: %d submissions deleted on the server", ctx.config.slug, len(deleted))
+
+
+def warehouse_count(con: duckdb.DuckDBPyConnection, schema: FormSchema) -> int:
+    table = f'"{schema.slug}"."submissions"'
+    cols = {c.name for c in schema.main.columns}
+    where = " WHERE _deleted_at IS NULL" if "_deleted_at" in cols else ""
+    try:
+        return int(con.execute(f"SELECT count(*) FROM {table}{where}").fetchone()[0])  # type: ignore[index]
+    except duckdb.BinderException:
+        return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+
+
+def sync_form(
+    settings: Settings,
+    form: FormConfig,
+    con: duckdb.DuckDBPyConnection,
+    client: KoboClient,
+    *,
+    full: bool = False,
+    after_load: Callable[[duckdb.DuckDBPyConnection, FormContext, SyncSummary], None] | None = None,
+) -> SyncSummary:
+    """Sync one form into the warehouse. Never raises for expected errors: the summary carries them."""
+    started = time.monotonic()
+    summary = SyncSummary(form=form.slug)
+    summary.run_id = start_run(con, form.slug)
+    try:
+        key = settings.require_key()
+        ctx = load_form_context(client, form, key, settings.data_dir / "cache")
+        changes = ensure_tables(con, ctx.schema)
+        summary.schema_changes = [c.describe() for c in changes] + list(ctx.schema.type_changes)
+        write_labels(con, ctx.schema, to_label_tables(ctx.schema))
+        create_label_views(con, ctx.schema)
+        watermark = None if full else get_watermark(con, form.slug)
+        if watermark is not None and form.sync.sweep:
+            sweep(con, client, ctx, watermark, summary)
+        pages = client.iter_submission_pages(form.asset_uid, after_id=watermark, page_size=form.sync.page_size)
+        load_pages(con, ctx, pages, summary, advance_watermark=True)
+        if full:
+            _drop_missing_after_full(con, client, ctx, summary)
+        summary.server_count = client.count_submissions(form.asset_uid)
+        summary.warehouse_count = warehouse_count(con, ctx.schema)
+        summary.tables = sorted(ctx.schema.tables)
+        if after_load is not None:
+            after_load(con, ctx, summary)
+        summary.status = "success" if summary.checks_failed == 0 else "warning"
+        if summary.server_count != summary.warehouse_count:
+            summary.status = "warning"
+            log.warning(
+                "%s: the server reports %s submissions but the warehouse holds %s",
+                form.slug, summary.server_count, summary.warehouse_count,
+            )
+    except Exception as exc:  # noqa: BLE001 — recorded in ops.sync_runs, then re-raised
+        summary.status = "failed"
+        summary.error = str(exc) if _is_expected(exc) else f"{type(exc).__name__}: {exc}"
+        summary.duration_s = time.monotonic() - started
+        fail_run(con, summary.run_id, summary.error, summary=summary.to_dict())
+        raise
+    summary.duration_s = time.monotonic() - started
+    finish_run(con, summary.run_id, summary=summary.to_dict())
+    return summary
+
+
+def _drop_missing_after_full(
+    con: duckdb.DuckDBPyConnection, client: KoboClient, ctx: FormContext, summary: SyncSummary
+) -> None:
+    """After a full re-download, ids the server no longer has are deletions."""
+    local = set(read_manifest(con, ctx.config.slug))
+    seen: set[int] = set()
+    for page in client.iter_submission_pages(ctx.config.asset_uid, fields=["_id"], page_size=1000):
+        seen.update(int(r["_id"]) for r in page.results)
+    deleted = sorted(local - seen)
+    if deleted:
+        delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
+        summary.deleted += len(deleted)
+
+
+def _is_expected(exc: BaseException) -> bool:
+    from config.errors import EtlError
+
+    return isinstance(exc, EtlError)
