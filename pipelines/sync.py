@@ -21,6 +21,7 @@ from transforms import to_form_schema, to_label_tables, to_tables
 from transforms.model import FormSchema
 from transforms.privacy import apply_policy, apply_policy_to_schema, check_strict
 from warehouse import (
+    count_submissions,
     create_label_views,
     delete_submissions,
     ensure_tables,
@@ -121,7 +122,11 @@ def load_pages(
             continue
         result = apply_policy(page.results, ctx.raw_schema, ctx.policy, ctx.key)
         if result.withheld:
-            upsert_pending_privacy(con, ctx.config.slug, result.withheld)
+            upsert_pending_privacy(
+                con,
+                ctx.config.slug,
+                [{"xpath": w.xpath, "question_type": w.type, "reason": w.reason} for w in result.withheld],
+            )
             withheld.update(w.xpath for w in result.withheld)
         batch = to_tables(result.submissions, ctx.schema)
         counts = upsert_batch(
@@ -155,7 +160,14 @@ def sweep(
     con: duckdb.DuckDBPyConnection, client: KoboClient, ctx: FormContext, until_id: int, summary: SyncSummary
 ) -> None:
     """Find edits, late arrivals and deletions among already-synced ids and apply them."""
-    local = read_manifest(con, ctx.config.slug)
+    manifest = read_manifest(con, ctx.config.slug)
+    local = dict(
+        zip(
+            manifest.column("_id").to_pylist(),
+            zip(manifest.column("_uuid").to_pylist(), manifest.column("_validation_status_uid").to_pylist()),
+            strict=True,
+        )
+    )
     seen: set[int] = set()
     changed: list[int] = []
     for page in iter_manifest(client, ctx.config, until_id):
@@ -176,16 +188,6 @@ def sweep(
         delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
         summary.deleted += len(deleted)
         log.info("%s: %d submissions deleted on the server", ctx.config.slug, len(deleted))
-
-
-def warehouse_count(con: duckdb.DuckDBPyConnection, schema: FormSchema) -> int:
-    table = f'"{schema.slug}"."submissions"'
-    cols = {c.name for c in schema.main.columns}
-    where = " WHERE _deleted_at IS NULL" if "_deleted_at" in cols else ""
-    try:
-        return int(con.execute(f"SELECT count(*) FROM {table}{where}").fetchone()[0])  # type: ignore[index]
-    except duckdb.BinderException:
-        return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
 
 
 def sync_form(
@@ -216,13 +218,11 @@ def sync_form(
         if full:
             _drop_missing_after_full(con, client, ctx, summary)
         summary.server_count = client.count_submissions(form.asset_uid)
-        summary.warehouse_count = warehouse_count(con, ctx.schema)
+        summary.warehouse_count = count_submissions(con, form.slug)
         summary.tables = sorted(ctx.schema.tables)
         if after_load is not None:
             after_load(con, ctx, summary)
-        summary.status = "success" if summary.checks_failed == 0 else "warning"
         if summary.server_count != summary.warehouse_count:
-            summary.status = "warning"
             log.warning(
                 "%s: the server reports %s submissions but the warehouse holds %s",
                 form.slug, summary.server_count, summary.warehouse_count,
@@ -231,10 +231,24 @@ def sync_form(
         summary.status = "failed"
         summary.error = str(exc) if _is_expected(exc) else f"{type(exc).__name__}: {exc}"
         summary.duration_s = time.monotonic() - started
-        fail_run(con, summary.run_id, summary.error, summary=summary.to_dict())
+        fail_run(con, summary.run_id, summary.error)
         raise
     summary.duration_s = time.monotonic() - started
-    finish_run(con, summary.run_id, summary=summary.to_dict())
+    summary.status = finish_run(
+        con,
+        summary.run_id,
+        server_count=summary.server_count,
+        warehouse_count=summary.warehouse_count,
+        summary=summary.to_dict(),
+        fetched=summary.fetched,
+        inserted=summary.inserted,
+        updated=summary.updated,
+        deleted=summary.deleted,
+        quarantined=summary.quarantined,
+        withheld=len(summary.withheld),
+        schema_changes=len(summary.schema_changes),
+        checks_failed=summary.checks_failed,
+    )
     return summary
 
 
@@ -242,7 +256,7 @@ def _drop_missing_after_full(
     con: duckdb.DuckDBPyConnection, client: KoboClient, ctx: FormContext, summary: SyncSummary
 ) -> None:
     """After a full re-download, ids the server no longer has are deletions."""
-    local = set(read_manifest(con, ctx.config.slug))
+    local = set(read_manifest(con, ctx.config.slug).column("_id").to_pylist())
     seen: set[int] = set()
     for page in client.iter_submission_pages(ctx.config.asset_uid, fields=["_id"], page_size=1000):
         seen.update(int(r["_id"]) for r in page.results)

@@ -1,0 +1,31 @@
+"""DuckDB warehouse: form tables from the schema, idempotent upserts, ops and meta tables, label views."""
+
+from warehouse.db import connect
+from warehouse.errors import WarehouseError, WarehouseLocked
+from warehouse.load import (
+    SchemaChange,
+    UpsertCounts,
+    count_submissions,
+    delete_submissions,
+    ensure_tables,
+    get_watermark,
+    read_manifest,
+    set_watermark,
+    upsert_batch,
+    widest_type,
+)
+from warehouse.meta import (
+    create_label_views,
+    language_codes,
+    write_labels,
+)
+from warehouse.ops import fail_run, finish_run, start_run, upsert_pending_privacy
+from warehouse.sql import quote_ident, quote_literal
+
+__all__ = [
+    "connect", "WarehouseError", "WarehouseLocked", "SchemaChange", "UpsertCounts", "count_submissions",
+    "delete_submissions", "ensure_tables", "get_watermark", "read_manifest", "set_watermark", "upsert_batch",
+    "widest_type", "create_label_views", "language_codes",
+    "write_labels", "fail_run", "finish_run", "start_run", "upsert_pending_privacy", "quote_ident",
+    "quote_literal",
+]

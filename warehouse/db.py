@@ -1,0 +1,76 @@
+"""Opening the DuckDB warehouse file: one writer at a time, a clear message when someone else holds it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import duckdb
+
+from warehouse.errors import WarehouseError, WarehouseLocked
+from warehouse.ops import ensure_ops_tables
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.25
+# DuckDB: 'Could not set lock on file "…": Conflicting lock is held in /usr/bin/python3 (PID 4468)'
+_LOCK_MARKERS = ("could not set lock", "conflicting lock")
+_PID = re.compile(r"\(PID (\d+)\)", re.IGNORECASE)
+
+
+def _lock_holder(exc: duckdb.Error) -> tuple[bool, int | None]:
+    """Whether `exc` is DuckDB's file-lock error, and the holder's pid if DuckDB named it."""
+    text = str(exc)
+    if not any(marker in text.lower() for marker in _LOCK_MARKERS):
+        return False, None
+    match = _PID.search(text)
+    return True, int(match.group(1)) if match else None
+
+
+def connect(path: Path, *, read_only: bool = False, wait_s: float = 0) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, creating its folder and the `ops`, `meta`, `marts` schemas on first use.
+
+    Args:
+        path: the DuckDB file, e.g. `data/warehouse.duckdb`.
+        read_only: open without write access (no schema is created).
+        wait_s: when another process holds the file, keep trying this many seconds before giving up.
+
+    Raises:
+        WarehouseLocked: another process holds the file (after waiting `wait_s`).
+        WarehouseError: the file cannot be opened for another reason (not a DuckDB file, no permission).
+    """
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + max(wait_s, 0)
+    told = False
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.Error as exc:
+            locked, pid = _lock_holder(exc)
+            if not locked:
+                raise WarehouseError(f"cannot open the warehouse {path}: {type(exc).__name__}") from exc
+            if time.monotonic() >= deadline:
+                raise WarehouseLocked(path, pid) from None
+            if not told:
+                who = f"pid {pid}" if pid is not None else "another program"
+                log.warning("the warehouse %s is in use by %s; waiting up to %.0f s", path, who, wait_s)
+                told = True
+            time.sleep(_POLL_S)
+    try:
+        # order is restored by ORDER BY where it matters; dropping it lets DuckDB load Arrow in parallel
+        con.execute("SET preserve_insertion_order = false")
+        # TIMESTAMP (naive, UTC by contract) ↔ TIMESTAMPTZ conversions must not depend on the host's zone
+        con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+            con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+            ensure_ops_tables(con)
+    except BaseException:
+        con.close()
+        raise
+    return con

@@ -1,0 +1,33 @@
+"""Errors the warehouse layer raises on purpose.
+
+    EtlError (config.errors)
+    └── WarehouseError            a load, a schema change or the DuckDB file itself failed
+        └── WarehouseLocked       another process holds the file (+Transient: retry later)
+
+Messages name the warehouse file, the form and the table; never a submission value (DuckDB's own
+conversion errors quote the offending value, so they are chained with `from exc`, not copied).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from config.errors import EtlError, Transient
+
+
+class WarehouseError(EtlError):
+    """The warehouse could not be opened, changed or loaded."""
+
+
+class WarehouseLocked(WarehouseError, Transient):
+    """Another process (a sync, or an analyst's DuckDB/Power BI session) holds the warehouse file."""
+
+    def __init__(self, path: Path | str, pid: int | None = None) -> None:
+        self.path = Path(path)
+        self.pid = pid
+        copy = self.path.parent / "exports" / self.path.name
+        who = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(
+            f"the warehouse {self.path} is open in another program ({who}); "
+            f"close it or use the read-only copy {copy}"
+        )

@@ -1,0 +1,456 @@
+"""Form tables in DuckDB: create and evolve them from the form schema, upsert flattened batches, apply
+deletions, and read back what the incremental sweep needs (manifest, watermark)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+import duckdb
+import pyarrow as pa
+
+from transforms.model import MAIN_TABLE, FlatBatch, FormSchema, TableSchema
+from warehouse.errors import WarehouseError
+from warehouse.ops import now_utc, record_schema_changes
+from warehouse.sql import qualified, quote_ident
+
+BRIDGE_SUFFIX = "__selected"
+BRIDGE_COLUMNS = (("_submission_id", "BIGINT"), ("_key", "VARCHAR"), ("choice", "VARCHAR"))
+DELETED_AT = "_deleted_at"
+
+# DuckDB spellings → the names ColumnSpec uses
+_ALIASES = {
+    "INT8": "BIGINT", "LONG": "BIGINT", "INT": "INTEGER", "INT4": "INTEGER", "SIGNED": "INTEGER",
+    "FLOAT8": "DOUBLE", "NUMERIC": "DOUBLE", "TEXT": "VARCHAR", "STRING": "VARCHAR", "BOOL": "BOOLEAN",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ", "DATETIME": "TIMESTAMP", "FLOAT4": "FLOAT", "REAL": "FLOAT",
+}
+# each chain is ordered narrow → wide; a value of an earlier type always converts to a later one
+_CHAINS = (
+    ("BOOLEAN",),
+    ("SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE"),
+    ("DATE", "TIMESTAMP", "TIMESTAMPTZ"),
+    ("TIME",),
+)
+_ids = itertools.count()
+
+
+def normalize_type(duckdb_type: str) -> str:
+    t = " ".join(duckdb_type.upper().split())
+    return _ALIASES.get(t, t)
+
+
+def widest_type(a: str, b: str) -> str:
+    """The narrowest type that holds every value of both `a` and `b` (VARCHAR when they are unrelated)."""
+    a, b = normalize_type(a), normalize_type(b)
+    if a == b:
+        return a
+    for chain in _CHAINS:
+        if a in chain and b in chain:
+            return chain[max(chain.index(a), chain.index(b))]
+    return "VARCHAR"
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """One change to a form's tables, as recorded in `ops.schema_changes`."""
+
+    form: str
+    version: str | None
+    table: str
+    column: str | None
+    change: str  # new_table | new_column | type_widened
+    detail: str  # the new type, "BIGINT → DOUBLE", or the column count of a new table
+
+    def describe(self) -> str:
+        """One plain-language line for the sync summary."""
+        where = self.form if self.table == MAIN_TABLE else f"{self.form}.{self.table}"
+        version = f" from version {self.version}" if self.version else ""
+        if self.change == "new_table":
+            return f"new table {self.form}.{self.table} ({self.detail}){version}"
+        if self.change == "type_widened":
+            return f"column {where}.{self.column} widened {self.detail}{version}"
+        return f"new column {where}.{self.column} ({self.detail}){version}"
+
+    def as_row(self, at: datetime) -> tuple[str, str | None, str, str | None, str, str, datetime]:
+        return (self.form, self.version, self.table, self.column, self.change, self.detail, at)
+
+
+class UpsertCounts(NamedTuple):
+    """Submissions of one batch that were new, and that replaced a row already in the warehouse."""
+
+    inserted: int
+    updated: int
+
+
+def existing_columns(con: duckdb.DuckDBPyConnection, slug: str) -> dict[str, dict[str, str]]:
+    """Table → {column: type} for every table in the form's schema, columns in table order."""
+    rows = con.execute(
+        """SELECT table_name, column_name, data_type FROM duckdb_columns()
+           WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name, column_index""",
+        [slug],
+    ).fetchall()
+    tables: dict[str, dict[str, str]] = {}
+    for table, column, dtype in rows:
+        tables.setdefault(table, {})[column] = normalize_type(dtype)
+    return tables
+
+
+def _find(columns: dict[str, str], name: str) -> str | None:
+    """The existing column matching `name`; DuckDB names are case-insensitive even when quoted."""
+    if name in columns:
+        return name
+    lower = name.lower()
+    return next((c for c in columns if c.lower() == lower), None)
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, slug: str, table: str, columns: list[tuple[str, str]],
+                  key: str | None) -> None:
+    defs = [
+        f"{quote_ident(name)} {normalize_type(dtype)}" + (" PRIMARY KEY" if name == key else "")
+        for name, dtype in columns
+    ]
+    con.execute(f"CREATE TABLE {qualified(slug, table)} ({', '.join(defs)})")
+
+
+def _table_changes(
+    con: duckdb.DuckDBPyConnection, schema: FormSchema, table: TableSchema, existing: dict[str, str] | None,
+    version: str | None,
+) -> list[SchemaChange]:
+    slug = schema.slug
+    if existing is None:
+        key = "_id" if table.parent is None and table.column("_id") else None
+        _create_table(con, slug, table.name, [(c.name, c.duckdb_type) for c in table.columns], key)
+        return [SchemaChange(slug, version, table.name, None, "new_table", f"{len(table.columns)} columns")]
+    changes = []
+    for col in table.columns:
+        wanted = normalize_type(col.duckdb_type)
+        found = _find(existing, col.name)
+        if found is None:
+            con.execute(
+                f"ALTER TABLE {qualified(slug, table.name)} ADD COLUMN {quote_ident(col.name)} {wanted}"
+            )
+            existing[col.name] = wanted
+            changes.append(SchemaChange(slug, version, table.name, col.name, "new_column", wanted))
+            continue
+        have = existing[found]
+        wider = widest_type(have, wanted)
+        # a narrower new definition keeps the existing column: Power BI reports must never lose values
+        if wider != have:
+            con.execute(
+                f"ALTER TABLE {qualified(slug, table.name)} "
+                f"ALTER COLUMN {quote_ident(found)} SET DATA TYPE {wider}"
+            )
+            existing[found] = wider
+            detail = f"{have} → {wider}"
+            changes.append(SchemaChange(slug, version, table.name, found, "type_widened", detail))
+    return changes
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.begin()
+    try:
+        yield
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+
+
+def ensure_tables(
+    con: duckdb.DuckDBPyConnection, schema: FormSchema, version: str | None = None
+) -> list[SchemaChange]:
+    """Create or evolve the form's schema and tables so every column of `schema` exists.
+
+    New tables and columns are created; a changed type only ever widens (BIGINT → DOUBLE → VARCHAR,
+    DATE → TIMESTAMP → VARCHAR); columns of removed questions stay. All changes happen in one transaction
+    and each is a row in `ops.schema_changes`.
+
+    Args:
+        version: the form version that brought the changes (default: the newest deployed version).
+
+    Returns:
+        The changes made, empty when the tables already matched.
+    """
+    version = version if version is not None else (schema.versions[0] if schema.versions else None)
+    changes: list[SchemaChange] = []
+    try:
+        with _transaction(con):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema.slug)}")
+            existing = existing_columns(con, schema.slug)
+            for table in schema.tables.values():
+                changes += _table_changes(con, schema, table, existing.get(table.name), version)
+            at = now_utc()
+            record_schema_changes(con, (c.as_row(at) for c in changes))
+    except duckdb.Error as exc:
+        raise WarehouseError(
+            f"could not create or evolve the tables of form {schema.slug} ({type(exc).__name__})",
+            form=schema.slug,
+        ) from exc
+    return changes
+
+
+def _ensure_bridge(con: duckdb.DuckDBPyConnection, slug: str, name: str, existing: dict[str, dict[str, str]],
+                   version: str | None) -> None:
+    if name in existing:
+        return
+    _create_table(con, slug, name, list(BRIDGE_COLUMNS), None)
+    existing[name] = dict(BRIDGE_COLUMNS)
+    change = SchemaChange(slug, version, name, None, "new_table", f"{len(BRIDGE_COLUMNS)} columns")
+    record_schema_changes(con, [change.as_row(now_utc())])
+
+
+def _child_tables(schema: FormSchema, existing: dict[str, dict[str, str]]) -> list[str]:
+    """Repeat and bridge tables holding rows keyed by `_submission_id`."""
+    repeats = [t for t in schema.tables if t != MAIN_TABLE and t in existing]
+    bridges = [t for t in existing if t.endswith(BRIDGE_SUFFIX) and t not in schema.tables]
+    return repeats + bridges
+
+
+class _Views:
+    """Arrow tables registered under unique names for the life of one load, then unregistered."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.names: list[str] = []
+
+    def add(self, table: pa.Table) -> str:
+        name = f"__kobo_etl_arrow_{next(_ids)}"
+        self.con.register(name, table)
+        self.names.append(name)
+        return name
+
+    def close(self) -> None:
+        for name in self.names:
+            self.con.unregister(name)
+
+
+def _ids_table(ids: Iterable[int]) -> pa.Table:
+    return pa.table({"_id": pa.array(sorted(set(ids)), type=pa.int64())})
+
+
+def _batch_ids(batch: FlatBatch) -> list[int]:
+    if batch.submission_ids:
+        return list(batch.submission_ids)
+    main = batch.tables.get(MAIN_TABLE)
+    if main is None or "_id" not in main.column_names:
+        return []
+    return [i for i in main.column("_id").to_pylist() if i is not None]
+
+
+def _quarantine_table(schema: FormSchema, batch: FlatBatch, run_id: str) -> pa.Table:
+    recs = batch.quarantine
+    at = now_utc()
+    return pa.table({
+        "run_id": pa.array([run_id] * len(recs), pa.string()),
+        "form": pa.array([schema.slug] * len(recs), pa.string()),
+        "submission_id": pa.array([r.submission_id for r in recs], pa.int64()),
+        "table_name": pa.array([r.table for r in recs], pa.string()),
+        "column_name": pa.array([r.column for r in recs], pa.string()),
+        "reason": pa.array([r.reason for r in recs], pa.string()),
+        "raw_value": pa.array([r.raw_value for r in recs], pa.string()),
+        "recorded_at": pa.array([at] * len(recs), pa.timestamp("us", tz="UTC")),
+        "row_key": pa.array([getattr(r, "row_key", None) for r in recs], pa.string()),
+    })
+
+
+def _insert(con: duckdb.DuckDBPyConnection, views: _Views, slug: str, name: str, rows: pa.Table,
+            columns: dict[str, str]) -> None:
+    """Bulk insert by column name; table columns missing from `rows` become NULL."""
+    targets = []
+    for col in rows.column_names:
+        found = _find(columns, col)
+        if found is None:
+            raise WarehouseError(
+                f"table {slug}.{name} has no column {col!r}; run ensure_tables with the current form schema",
+                form=slug, field=col,
+            )
+        targets.append(found)
+    view = views.add(rows)
+    sources = ", ".join(quote_ident(c) for c in rows.column_names)
+    con.execute(
+        f"INSERT INTO {qualified(slug, name)} ({', '.join(quote_ident(c) for c in targets)}) "
+        f"SELECT {sources} FROM {quote_ident(view)}"
+    )
+
+
+def upsert_batch(
+    con: duckdb.DuckDBPyConnection, schema: FormSchema, batch: FlatBatch, *, run_id: str,
+    watermark: int | None = None,
+) -> UpsertCounts:
+    """Replace the batch's submissions (main, repeat and bridge rows), its quarantine rows and the watermark.
+
+    All in one transaction: on any error the warehouse and the watermark are as before the call. Loading
+    the same batch twice leaves the same rows. Quarantine rows of the batch's submissions are replaced too,
+    so `ops.quarantine` describes the values currently loaded.
+
+    Returns:
+        How many submissions were new and how many replaced an existing row.
+
+    Raises:
+        WarehouseError: a table or column is missing (run `ensure_tables` first) or a value cannot be stored
+            in its column; the message names the table, never the value.
+    """
+    slug = schema.slug
+    ids = _batch_ids(batch)
+    views = _Views(con)
+    current = MAIN_TABLE
+    try:
+        with _transaction(con):
+            existing = existing_columns(con, slug)
+            if MAIN_TABLE not in existing:
+                raise WarehouseError(f"form {slug} has no tables yet; run ensure_tables first", form=slug)
+            version = schema.versions[0] if schema.versions else None
+            for name in batch.tables:
+                if name.endswith(BRIDGE_SUFFIX) and name not in schema.tables:
+                    _ensure_bridge(con, slug, name, existing, version)
+                elif name not in existing:
+                    raise WarehouseError(
+                        f"table {slug}.{name} does not exist; run ensure_tables first", form=slug, field=name
+                    )
+            main = qualified(slug, MAIN_TABLE)
+            id_view = quote_ident(views.add(_ids_table(ids)))
+            batch_ids = f"(SELECT _id FROM {id_view})"
+            row = con.execute(f"SELECT count(*) FROM {main} WHERE _id IN {batch_ids}").fetchone()
+            updated = int(row[0]) if row else 0
+            con.execute(f"DELETE FROM {main} WHERE _id IN {batch_ids}")
+            for child in _child_tables(schema, existing):
+                con.execute(f"DELETE FROM {qualified(slug, child)} WHERE _submission_id IN {batch_ids}")
+            for name, rows in batch.tables.items():
+                if rows.num_rows:
+                    current = name
+                    _insert(con, views, slug, name, rows, existing[name])
+            current = "ops.quarantine"
+            con.execute(
+                f"DELETE FROM ops.quarantine WHERE form = ? AND submission_id IN (SELECT _id FROM {id_view})",
+                [slug],
+            )
+            if batch.quarantine:
+                q_view = quote_ident(views.add(_quarantine_table(schema, batch, run_id)))
+                con.execute(f"INSERT INTO ops.quarantine BY NAME SELECT * FROM {q_view}")
+            if watermark is not None:
+                _set_watermark(con, slug, watermark)
+    except duckdb.Error as exc:
+        # DuckDB's message may quote the offending value, so only its class goes in ours
+        raise WarehouseError(
+            f"loading {len(ids)} submissions into {slug}.{current} failed ({type(exc).__name__}); "
+            "the warehouse is unchanged",
+            form=slug, field=current,
+        ) from exc
+    finally:
+        views.close()
+    return UpsertCounts(inserted=len(ids) - updated, updated=updated)
+
+
+def _set_watermark(con: duckdb.DuckDBPyConnection, slug: str, last_id: int) -> None:
+    con.execute(
+        """INSERT INTO ops.watermarks (form, last_id, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT (form) DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at""",
+        [slug, last_id, now_utc()],
+    )
+
+
+def set_watermark(con: duckdb.DuckDBPyConnection, slug: str, last_id: int) -> None:
+    """Set the form's watermark outside a batch (e.g. to 0 before a `--full` re-sync)."""
+    _set_watermark(con, slug, last_id)
+
+
+def get_watermark(con: duckdb.DuckDBPyConnection, slug: str) -> int | None:
+    """The highest `_id` loaded by keyset paging for the form, or None before its first load."""
+    row = con.execute("SELECT last_id FROM ops.watermarks WHERE form = ?", [slug]).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def delete_submissions(
+    con: duckdb.DuckDBPyConnection, schema: FormSchema, ids: Iterable[int], *, soft: bool = False
+) -> int:
+    """Remove submissions that the server no longer has, and record them in `ops.deletions`.
+
+    Hard mode deletes the main row with its repeat and bridge rows. Soft mode keeps every row and sets
+    `_deleted_at` on the main row (the column is added on first use). Ids not in the warehouse, or already
+    soft-deleted, are ignored, so repeating a call changes nothing.
+
+    Returns:
+        The number of submissions deleted (or marked) by this call.
+    """
+    slug = schema.slug
+    views = _Views(con)
+    try:
+        with _transaction(con):
+            existing = existing_columns(con, slug)
+            if MAIN_TABLE not in existing:
+                return 0
+            main = qualified(slug, MAIN_TABLE)
+            id_view = quote_ident(views.add(_ids_table(ids)))
+            if soft and _find(existing[MAIN_TABLE], DELETED_AT) is None:
+                con.execute(f"ALTER TABLE {main} ADD COLUMN {DELETED_AT} TIMESTAMPTZ")
+            live = f" AND {DELETED_AT} IS NULL" if soft else ""
+            gone = [r[0] for r in con.execute(
+                f"SELECT _id FROM {main} WHERE _id IN (SELECT _id FROM {id_view}){live}"
+            ).fetchall()]
+            if not gone:
+                return 0
+            now = now_utc()
+            gone_view = quote_ident(views.add(_ids_table(gone)))
+            if soft:
+                con.execute(
+                    f"UPDATE {main} SET {DELETED_AT} = ? WHERE _id IN (SELECT _id FROM {gone_view})", [now]
+                )
+            else:
+                con.execute(f"DELETE FROM {main} WHERE _id IN (SELECT _id FROM {gone_view})")
+                for child in _child_tables(schema, existing):
+                    con.execute(
+                        f"DELETE FROM {qualified(slug, child)} "
+                        f"WHERE _submission_id IN (SELECT _id FROM {gone_view})"
+                    )
+            con.execute(
+                f"INSERT INTO ops.deletions SELECT ?, _id, ? FROM {gone_view}", [slug, now]
+            )
+    except duckdb.Error as exc:
+        raise WarehouseError(
+            f"deleting submissions from form {slug} failed ({type(exc).__name__}); "
+            "the warehouse is unchanged",
+            form=slug,
+        ) from exc
+    finally:
+        views.close()
+    return len(gone)
+
+
+def read_manifest(con: duckdb.DuckDBPyConnection, slug: str) -> pa.Table:
+    """`_id`, `_uuid`, `_validation_status_uid` of every current (not soft-deleted) submission, by `_id`.
+
+    The sweep compares this with the server's manifest to find edits (a new `_uuid` or validation status)
+    and deletions. Columns missing from the table read as NULL; a form never loaded gives an empty table.
+    """
+    empty = pa.table({
+        "_id": pa.array([], pa.int64()), "_uuid": pa.array([], pa.string()),
+        "_validation_status_uid": pa.array([], pa.string()),
+    })
+    columns = existing_columns(con, slug).get(MAIN_TABLE)
+    if columns is None:
+        return empty
+    select = ["_id"] + [
+        f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" if _find(columns, c)
+        else f"CAST(NULL AS VARCHAR) AS {quote_ident(c)}"
+        for c in ("_uuid", "_validation_status_uid")
+    ]
+    where = f" WHERE {DELETED_AT} IS NULL" if _find(columns, DELETED_AT) else ""
+    result = con.sql(
+        f"SELECT {', '.join(select)} FROM {qualified(slug, MAIN_TABLE)}{where} ORDER BY _id"
+    ).to_arrow_table()
+    return result.cast(empty.schema)
+
+
+def count_submissions(con: duckdb.DuckDBPyConnection, slug: str) -> int:
+    """Current (not soft-deleted) submissions of the form in the warehouse; 0 before its first load."""
+    columns = existing_columns(con, slug).get(MAIN_TABLE)
+    if columns is None:
+        return 0
+    where = f" WHERE {DELETED_AT} IS NULL" if _find(columns, DELETED_AT) else ""
+    row = con.execute(f"SELECT count(*) FROM {qualified(slug, MAIN_TABLE)}{where}").fetchone()
+    return int(row[0]) if row else 0
