@@ -1,0 +1,359 @@
+"""Indicators computed in DuckDB from their YAML definitions into `marts.indicator_values` and its dimensions.
+
+Layout (star schema, long format; see docs/indicators.md):
+
+* `marts.indicator_values`: one row per indicator x period x (one disaggregation dimension and value),
+  plus a `total` row per period (`disaggregation = 'total'`, `disaggregation_value` NULL). A NULL
+  dimension value is reported as '(missing)'. Cells with n below the small-cell threshold have value,
+  numerator, denominator and n NULL and `suppressed = true` (for a count, n *is* the value).
+* `marts.dim_indicator`: one row per indicator with its definition and last status.
+* `marts.dim_period`: a contiguous date table (whole calendar years) covering every period.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+
+from config.indicators import Expression, Indicator, IndicatorSet
+from warehouse.errors import WarehouseError
+from warehouse.sql import qualified, quote_ident, quote_literal
+
+MISSING = "(missing)"
+
+VALUES_DDL = """CREATE TABLE IF NOT EXISTS marts.indicator_values (
+    indicator_code VARCHAR NOT NULL, form VARCHAR NOT NULL, period_start DATE NOT NULL, period_end DATE NOT NULL,
+    period_grain VARCHAR NOT NULL, disaggregation VARCHAR NOT NULL, disaggregation_value VARCHAR,
+    numerator DOUBLE, denominator DOUBLE, value DOUBLE, n BIGINT, suppressed BOOLEAN NOT NULL,
+    run_id VARCHAR, computed_at TIMESTAMP)"""
+
+DIM_INDICATOR_DDL = """CREATE TABLE IF NOT EXISTS marts.dim_indicator (
+    indicator_code VARCHAR PRIMARY KEY, name VARCHAR, form VARCHAR, unit VARCHAR, population VARCHAR,
+    period_grain VARCHAR, period_date VARCHAR, disaggregations VARCHAR, filter_sql VARCHAR,
+    numerator_sql VARCHAR, denominator_sql VARCHAR, value_sql VARCHAR, reference VARCHAR, description VARCHAR,
+    status VARCHAR, error VARCHAR, run_id VARCHAR, computed_at TIMESTAMP)"""
+
+DIM_PERIOD_SQL = """CREATE OR REPLACE TABLE marts.dim_period AS
+SELECT CAST(d AS DATE) AS date, year(d)::BIGINT AS year, quarter(d)::BIGINT AS quarter, month(d)::BIGINT AS month,
+       monthname(d) AS month_name, strftime(d, '%Y-%m') AS year_month,
+       'Q' || quarter(d) || ' ' || year(d) AS year_quarter, isoyear(d)::BIGINT AS iso_year,
+       week(d)::BIGINT AS week, isodow(d)::BIGINT AS day_of_week, dayname(d) AS day_name,
+       CAST(date_trunc('week', d) AS DATE) AS week_start, CAST(date_trunc('month', d) AS DATE) AS month_start,
+       CAST(date_trunc('quarter', d) AS DATE) AS quarter_start, CAST(date_trunc('year', d) AS DATE) AS year_start
+FROM (SELECT unnest(generate_series(CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), INTERVAL 1 DAY)) AS d)
+ORDER BY date"""
+
+_GRAIN_INTERVAL = {"day": "1 DAY", "week": "7 DAY", "month": "1 MONTH", "quarter": "3 MONTH"}
+_COLUMN_PATTERNS = (
+    re.compile(r'Referenced column "([^"]+)" not found'),
+    re.compile(r'does not have a column named "([^"]+)"'),
+    re.compile(r'column "([^"]+)" (?:must appear|not found)'),
+)
+_TABLE_PATTERN = re.compile(r'Table with name "?([^" ]+?)"? does not exist')
+# error kinds whose text only quotes the SQL of the definition, never a data value
+_SAFE_KINDS = ("BinderException", "CatalogException", "ParserException")
+
+
+class IndicatorError(WarehouseError):
+    """One indicator could not be computed. `field` is the offending column when DuckDB named one."""
+
+    def __init__(
+        self, indicator: str, form: str, problem: str, *, column: str | None = None, part: str | None = None
+    ) -> None:
+        self.indicator = indicator
+        self.column = column
+        self.part = part
+        where = f" in {part}" if part else ""
+        super().__init__(
+            f"indicator {indicator!r} failed: {problem}{where}; fix config/indicators.yaml",
+            form=form,
+            field=column,
+        )
+
+
+@dataclass
+class IndicatorRun:
+    """What one `compute_indicators` call did."""
+
+    run_id: str
+    computed_at: datetime
+    computed: list[str] = field(default_factory=list)
+    errors: list[IndicatorError] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def ensure_mart_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create `marts.indicator_values`, `marts.dim_indicator` and an empty `marts.dim_period` if missing."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    con.execute(VALUES_DDL)
+    con.execute(DIM_INDICATOR_DDL)
+    if not _table_columns(con, "marts", "dim_period"):
+        con.execute(DIM_PERIOD_SQL + " LIMIT 0", ["2000-01-01", "2000-01-01"])
+
+
+def compute_indicators(
+    con: duckdb.DuckDBPyConnection,
+    definitions: IndicatorSet | Sequence[Indicator],
+    *,
+    small_cell_threshold: int | Mapping[str, int] = 5,
+    run_id: str | None = None,
+) -> IndicatorRun:
+    """Compute every indicator and replace the rows of their forms in the marts.
+
+    A failing definition (unknown column, SQL error) is reported in `IndicatorRun.errors` and has no
+    rows; every other indicator is still written. Rows of the definitions' forms are replaced in one
+    transaction, so a reader sees the old or the new set, never a mix.
+
+    Args:
+        con: an open warehouse connection.
+        definitions: the loaded `config/indicators.yaml` (or a list of indicators without named expressions).
+        small_cell_threshold: the privacy policy's minimum cell size (one value, or per form slug).
+        run_id: the sync run id to stamp on the rows (a new id when None).
+    """
+    defs = (
+        definitions if isinstance(definitions, IndicatorSet) else IndicatorSet(indicators=list(definitions))
+    )
+    run = IndicatorRun(run_id=run_id or uuid.uuid4().hex, computed_at=datetime.now(UTC).replace(tzinfo=None))
+    ensure_mart_tables(con)
+    stage = f"_indicator_stage_{uuid.uuid4().hex[:8]}"
+    con.execute(
+        f"CREATE TEMP TABLE {stage} AS SELECT * EXCLUDE (run_id, computed_at) "
+        "FROM marts.indicator_values LIMIT 0"
+    )
+    try:
+        for ind in defs.indicators:
+            threshold = (
+                small_cell_threshold.get(ind.form, 5)
+                if isinstance(small_cell_threshold, Mapping)
+                else small_cell_threshold
+            )
+            try:
+                sql = _indicator_sql(con, defs, ind, threshold)
+                con.execute(f"INSERT INTO {stage} {sql}")
+                run.computed.append(ind.code)
+            except IndicatorError as err:
+                run.errors.append(err)
+            except duckdb.Error as exc:
+                run.errors.append(_explain(exc, defs, ind))
+        forms = sorted({i.form for i in defs.indicators})
+        _write_marts(con, defs, run, stage, forms)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {stage}")
+    return run
+
+
+def _write_marts(
+    con: duckdb.DuckDBPyConnection, defs: IndicatorSet, run: IndicatorRun, stage: str, forms: list[str]
+) -> None:
+    failed = {e.indicator: e for e in run.errors}
+    form_list = ", ".join(quote_literal(f) for f in forms) or "NULL"
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM marts.indicator_values WHERE form IN ({form_list})")
+        con.execute(
+            f"INSERT INTO marts.indicator_values SELECT *, ?, ? FROM {stage}", [run.run_id, run.computed_at]
+        )
+        con.execute(f"DELETE FROM marts.dim_indicator WHERE form IN ({form_list})")
+        for ind in defs.indicators:
+            err = failed.get(ind.code)
+            con.execute(
+                "INSERT INTO marts.dim_indicator VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    ind.code,
+                    ind.name,
+                    ind.form,
+                    ind.unit,
+                    ind.population,
+                    ind.period.grain,
+                    ind.period.date,
+                    ", ".join(d.name for d in ind.disaggregations),
+                    ind.filter,
+                    ind.numerator,
+                    ind.denominator,
+                    ind.value,
+                    ind.reference,
+                    ind.description.strip(),
+                    "failed" if err else "ok",
+                    str(err) if err else None,
+                    run.run_id,
+                    run.computed_at,
+                ],
+            )
+        lo, hi = con.execute(
+            "SELECT min(period_start), max(period_end) FROM marts.indicator_values"
+        ).fetchone()
+        if lo is None:
+            con.execute(DIM_PERIOD_SQL + " LIMIT 0", ["2000-01-01", "2000-01-01"])
+        else:
+            # whole calendar years: Power BI's "mark as date table" wants contiguous dates
+            con.execute(DIM_PERIOD_SQL, [lo.replace(month=1, day=1), hi.replace(month=12, day=31)])
+        run.rows = con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _mentions(sql: str, name: str) -> bool:
+    return (
+        re.search(rf'(?<![\w."]){re.escape(name)}(?![\w"])|"{re.escape(name)}"', sql, re.IGNORECASE)
+        is not None
+    )
+
+
+def _used_expressions(pool: list[Expression], texts: list[str]) -> list[Expression]:
+    """The named expressions a definition mentions, directly or through another expression, in file order."""
+    used: set[str] = set()
+    frontier = list(texts)
+    while frontier:
+        text = frontier.pop()
+        for e in pool:
+            if e.name not in used and _mentions(text, e.name):
+                used.add(e.name)
+                frontier.append(e.sql)
+    return [e for e in pool if e.name in used]
+
+
+def _with_expressions(source: str, exprs: list[Expression], columns: list[str], ind: Indicator) -> str:
+    """`source` with each expression added as a column, one layer each so later ones can use earlier ones."""
+    for e in exprs:
+        if e.name in columns:
+            raise IndicatorError(
+                ind.code,
+                ind.form,
+                f"expression {e.name!r} has the name of an existing column",
+                column=e.name,
+                part=f"expression {e.name}",
+            )
+        source = f"(SELECT *, ({e.sql}) AS {quote_ident(e.name)} FROM {source})"
+        columns = [*columns, e.name]
+    return source
+
+
+def _population_sql(con: duckdb.DuckDBPyConnection, defs: IndicatorSet, ind: Indicator) -> str:
+    """The population rows with named expressions; a repeat gets its submission's columns joined in."""
+    texts = list(ind.sql_fields().values())
+    sub_cols = _table_columns(con, ind.form, "submissions")
+    if not sub_cols:
+        raise IndicatorError(
+            ind.code, ind.form, f"form {ind.form!r} has no submissions table in the warehouse", part="form"
+        )
+    sub_exprs = _used_expressions(defs.expressions_for(ind.form, "submissions"), texts)
+    subs = _with_expressions(qualified(ind.form, "submissions"), sub_exprs, sub_cols, ind)
+    if ind.population == "submissions":
+        return subs
+    pop_cols = _table_columns(con, ind.form, ind.population)
+    if not pop_cols:
+        raise IndicatorError(
+            ind.code,
+            ind.form,
+            f"population table {ind.population!r} does not exist",
+            column=ind.population,
+            part="population",
+        )
+    joined = [c for c in [*sub_cols, *(e.name for e in sub_exprs)] if c not in pop_cols]
+    select = ", ".join(["r.*", *(f"s.{quote_ident(c)}" for c in joined)])
+    source = (
+        f"(SELECT {select} FROM {qualified(ind.form, ind.population)} r "
+        f'JOIN {subs} s ON s."_id" = r."_submission_id")'
+    )
+    pop_exprs = _used_expressions(defs.expressions_for(ind.form, ind.population), texts)
+    return _with_expressions(source, pop_exprs, [*pop_cols, *joined], ind)
+
+
+def _measures(ind: Indicator) -> tuple[str, list[str]]:
+    """Per-row measure columns and the aggregates (numerator, denominator, value, n) over them."""
+    if ind.unit == "percent":
+        row = f"CAST(({ind.numerator}) AS DOUBLE) AS _num, CAST(({ind.denominator}) AS DOUBLE) AS _den"
+        # the numerator only counts where the denominator does: a row outside the denominator cannot be in it
+        num = "sum(CASE WHEN _den <> 0 THEN coalesce(_num, 0) END)"
+        den = "sum(CASE WHEN _den <> 0 THEN _den END)"
+        return row, [num, den, f"100.0 * {num} / nullif({den}, 0)", "count(*) FILTER (WHERE _den <> 0)"]
+    if ind.unit == "count":
+        if ind.value:
+            cnt = "count(DISTINCT _v)"
+            return f"({ind.value}) AS _v", [f"CAST({cnt} AS DOUBLE)", "NULL", f"CAST({cnt} AS DOUBLE)", cnt]
+        return "1 AS _v", ["CAST(count(*) AS DOUBLE)", "NULL", "CAST(count(*) AS DOUBLE)", "count(*)"]
+    row = f"CAST(({ind.value}) AS DOUBLE) AS _v"
+    if ind.unit == "sum":
+        return row, ["sum(_v)", "NULL", "sum(_v)", "count(_v)"]
+    return row, ["sum(_v)", "CAST(count(_v) AS DOUBLE)", "avg(_v)", "count(_v)"]
+
+
+def _indicator_sql(con: duckdb.DuckDBPyConnection, defs: IndicatorSet, ind: Indicator, threshold: int) -> str:
+    """One SELECT producing the indicator's rows in the stage table's column order."""
+    population = _population_sql(con, defs, ind)
+    where = f"WHERE ({ind.filter})" if ind.filter else ""
+    grain = ind.period.grain
+    dims = "".join(
+        f", ({d.sql or quote_ident(d.name)}) AS {quote_ident('_d_' + d.name)}" for d in ind.disaggregations
+    )
+    row, (num, den, value, n) = _measures(ind)
+    base = (
+        f"SELECT CAST(date_trunc({quote_literal(grain)}, CAST(({ind.period.date}) AS DATE)) AS DATE) "
+        f"AS _period, {row}{dims} FROM {population} {where}"
+    )
+    sets = [("'total'", "CAST(NULL AS VARCHAR)", "")]
+    for d in ind.disaggregations:
+        col = quote_ident("_d_" + d.name)
+        sets.append(
+            (quote_literal(d.name), f"coalesce(CAST({col} AS VARCHAR), {quote_literal(MISSING)})", f", {col}")
+        )
+    parts = [
+        f"SELECT _period, {label} AS disaggregation, {val} AS disaggregation_value, "
+        f"{num} AS numerator, {den} AS denominator, {value} AS value, {n} AS n "
+        f"FROM _base WHERE _period IS NOT NULL GROUP BY _period{group}"
+        for label, val, group in sets
+    ]
+    small = f"a.n < {int(threshold)}"
+    return (
+        f"WITH _base AS ({base}), _agg AS ({' UNION ALL '.join(parts)}) "
+        f"SELECT {quote_literal(ind.code)}, {quote_literal(ind.form)}, a._period, "
+        f"CAST(a._period + INTERVAL {_GRAIN_INTERVAL[grain]} - INTERVAL 1 DAY AS DATE), {quote_literal(grain)}, "
+        f"a.disaggregation, a.disaggregation_value, "
+        f"CASE WHEN {small} THEN NULL ELSE CAST(a.numerator AS DOUBLE) END, "
+        f"CASE WHEN {small} THEN NULL ELSE CAST(a.denominator AS DOUBLE) END, "
+        f"CASE WHEN {small} THEN NULL ELSE CAST(a.value AS DOUBLE) END, "
+        f"CASE WHEN {small} THEN NULL ELSE CAST(a.n AS BIGINT) END, {small} "
+        f"FROM _agg a"
+    )
+
+
+def _explain(exc: duckdb.Error, defs: IndicatorSet, ind: Indicator) -> IndicatorError:
+    """Turn DuckDB's error into one naming the indicator, the column and the definition field holding it."""
+    text = str(exc)
+    kind = type(exc).__name__
+    column = next((m.group(1) for p in _COLUMN_PATTERNS if (m := p.search(text))), None)
+    if column:
+        fields = ind.sql_fields()
+        fields.update({f"expression {e.name}": e.sql for e in defs.expressions if e.form == ind.form})
+        part = next((k for k, sql in fields.items() if _mentions(sql, column)), None)
+        problem = f"unknown column {column!r} (not in {ind.form}.{ind.population})"
+        return IndicatorError(ind.code, ind.form, problem, column=column, part=part)
+    if (m := _TABLE_PATTERN.search(text)) is not None:
+        return IndicatorError(ind.code, ind.form, f"table {m.group(1)!r} does not exist")
+    if kind in _SAFE_KINDS:
+        # binder/parser text quotes the definition's SQL, never a submission value
+        return IndicatorError(ind.code, ind.form, f"SQL error ({text.splitlines()[0]})")
+    # conversion errors quote the offending value: name the kind only
+    return IndicatorError(
+        ind.code, ind.form, f"{kind} while evaluating the definition (a cast or type mismatch)"
+    )
