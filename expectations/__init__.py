@@ -1,0 +1,27 @@
+"""Data quality: GX suites built from the form, high-frequency checks in DuckDB SQL, the offline report.
+
+GX is imported lazily (≈ 3 s) inside `validate_frame`; importing this package stays cheap.
+"""
+
+from expectations.hfc import DEFAULTS as HFC_DEFAULTS
+from expectations.hfc import HfcReport, HfcResult, run_hfc
+from expectations.report import write_report
+from expectations.suites import ExpectationSpec, SuiteSpec, build_suite, load_overrides, parse_constraint
+from expectations.validate import CheckResult, FailedRow, failed_rows, validate_frame
+
+__all__ = [
+    "HFC_DEFAULTS",
+    "HfcReport",
+    "HfcResult",
+    "run_hfc",
+    "write_report",
+    "ExpectationSpec",
+    "SuiteSpec",
+    "build_suite",
+    "load_overrides",
+    "parse_constraint",
+    "CheckResult",
+    "FailedRow",
+    "failed_rows",
+    "validate_frame",
+]

@@ -1,0 +1,407 @@
+"""Expectation suites generated from a form's schema, plus per-form additions in `expectations/<slug>.yaml`.
+
+A suite here is plain data (`SuiteSpec` of `ExpectationSpec`); `expectations.validate` turns it into GX
+objects only when it runs, so importing this module never pays GX's ~3 s import.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from config.errors import FormConfigError
+from transforms.model import MAIN_TABLE, FormSchema, Question
+
+SEVERITIES = ("error", "warning")
+#: Folder holding the per-form YAML files (`<slug>.yaml`) beside this module.
+OVERRIDES_DIR = Path(__file__).resolve().parent
+
+#: Question types whose column never holds an answer the enumerator typed or picked.
+_NO_ANSWER_TYPES = {
+    "note",
+    "calculate",
+    "begin_group",
+    "end_group",
+    "begin_repeat",
+    "end_repeat",
+    "group",
+    "repeat",
+    "hidden",
+    "acknowledge",
+    "geopoint",
+    "geotrace",
+    "geoshape",
+    "image",
+    "audio",
+    "video",
+    "file",
+    "background-audio",
+    "audit",
+    "start",
+    "end",
+    "today",
+    "deviceid",
+    "username",
+    "phonenumber",
+    "simserial",
+    "subscriberid",
+    "email",
+    "xml-external",
+    "start-geopoint",
+}
+_NUMERIC_TYPES = {"integer", "decimal", "range"}
+_TERM = re.compile(r"^\s*\.\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+_PARAM = re.compile(r"(start|end)\s*=\s*(-?\d+(?:\.\d+)?)")
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """One check to run with GX.
+
+    Attributes:
+        id: stable id used for `disable:` and overrides, e.g. `in_set:water_source`.
+        type: GX expectation type in snake case, e.g. `expect_column_values_to_be_in_set`.
+        kwargs: GX keyword arguments (column, value_set, min_value, ...).
+        severity: `error` (flag the rows, run shows red) or `warning` (report only).
+        description: what the check means, in plain language for the report.
+        table: `submissions`, or `select_multiple_tokens` for the one-token-per-row frame.
+    """
+
+    id: str
+    type: str
+    kwargs: dict[str, Any]
+    severity: str = "error"
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    table: str = MAIN_TABLE
+
+    @property
+    def column(self) -> str | None:
+        return self.kwargs.get("column") or self.kwargs.get("column_A")
+
+
+@dataclass
+class SuiteSpec:
+    """All GX checks for one form; `select_multiple` maps a question column to its allowed choices."""
+
+    form: str
+    expectations: list[ExpectationSpec]
+    select_multiple: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # constraints that could not be turned into checks
+
+    def ids(self) -> list[str]:
+        return [e.id for e in self.expectations]
+
+
+def parse_constraint(constraint: str | None) -> tuple[float | None, float | None, bool, bool] | None:
+    """Bounds from a simple XLSForm constraint such as `. >= 18 and . <= 120`.
+
+    Returns (min, max, strict_min, strict_max), or None when the constraint is anything else (`or`,
+    other fields, functions): those are left to the form itself.
+    """
+    if not constraint or not constraint.strip():
+        return None
+    lo: float | None = None
+    hi: float | None = None
+    strict_lo = strict_hi = False
+    for term in re.split(r"\s+and\s+", constraint.strip(), flags=re.IGNORECASE):
+        m = _TERM.match(term)
+        if not m:
+            return None
+        op, num = m.group(1), float(m.group(2))
+        if op in (">=", ">"):
+            if lo is None or num >= lo:
+                lo, strict_lo = num, op == ">"
+        else:
+            if hi is None or num <= hi:
+                hi, strict_hi = num, op == "<"
+    return lo, hi, strict_lo, strict_hi
+
+
+def parse_range_parameters(parameters: str | dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """`start`/`end` of a range question's parameters (`start=0 end=10 step=1`, or a dict)."""
+    if not parameters:
+        return None, None
+    if isinstance(parameters, dict):
+        items = {k: parameters.get(k) for k in ("start", "end")}
+    else:
+        items = {k: v for k, v in _PARAM.findall(str(parameters))}
+    out: list[float | None] = []
+    for key in ("start", "end"):
+        try:
+            raw = items.get(key)
+            out.append(float(raw) if raw is not None else None)
+        except (TypeError, ValueError):
+            out.append(None)
+    lo, hi = out
+    if lo is not None and hi is not None and lo > hi:  # a descending range slider
+        lo, hi = hi, lo
+    return lo, hi
+
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
+
+
+def _label(q: Question) -> str:
+    for lang, text in q.labels.items():
+        if text and ("en" in lang.lower() or lang == "default"):
+            return text
+    return next((t for t in q.labels.values() if t), q.name)
+
+
+def _group_relevant(schema: FormSchema, q: Question) -> bool:
+    """True when a group around the question has a `relevant` (so the question may legitimately be empty)."""
+    if getattr(q, "group_relevant", None):
+        return True
+    path = q.group_path.strip("/")
+    while path:
+        group = schema.questions.get(path)
+        if group is not None and group.relevant:
+            return True
+        path = path.rpartition("/")[0]
+    return False
+
+
+def _main_questions(schema: FormSchema) -> list[Question]:
+    """Unique questions of the main table that have a column there, in the table's column order."""
+    cols = {c.name: i for i, c in enumerate(schema.main.columns)}
+    seen: dict[str, Question] = {}
+    for q in schema.questions.values():
+        if q.table == MAIN_TABLE and q.column in cols and q.column not in seen:
+            seen[q.column] = q
+    return sorted(seen.values(), key=lambda q: cols[q.column])
+
+
+def build_suite(schema: FormSchema, overrides_dir: Path | None = OVERRIDES_DIR) -> SuiteSpec:
+    """The GX checks for a form's main table, from its schema, with `<overrides_dir>/<slug>.yaml` applied.
+
+    Args:
+        schema: the merged form schema.
+        overrides_dir: folder of per-form YAML files; None to skip them.
+    """
+    specs: list[ExpectationSpec] = []
+    notes: list[str] = []
+    main_cols = {c.name for c in schema.main.columns}
+    choices: dict[str, list[str]] = {}
+    for c in schema.choices:
+        choices.setdefault(c.list_name, []).append(c.name)
+
+    specs.append(
+        ExpectationSpec(
+            "not_null:_id",
+            "expect_column_values_to_not_be_null",
+            {"column": "_id"},
+            "error",
+            "Every submission has a KoBo id (_id).",
+        )
+    )
+    specs.append(
+        ExpectationSpec(
+            "unique:_id",
+            "expect_column_values_to_be_unique",
+            {"column": "_id"},
+            "error",
+            "No two submissions share a KoBo id (_id).",
+        )
+    )
+    if {"start", "end"} <= main_cols:
+        specs.append(
+            ExpectationSpec(
+                "end_after_start",
+                "expect_column_pair_values_a_to_be_greater_than_b",
+                {
+                    "column_A": "end",
+                    "column_B": "start",
+                    "or_equal": True,
+                    "ignore_row_if": "either_value_is_missing",
+                },
+                "error",
+                "The interview ends after it starts (the device clock was not changed mid-interview).",
+            )
+        )
+
+    sm: dict[str, list[str]] = {}
+    for q in _main_questions(schema):
+        if q.type in _NO_ANSWER_TYPES:
+            continue
+        col, label = q.column, _label(q)
+        if q.required and not q.relevant and not _group_relevant(schema, q):
+            specs.append(
+                ExpectationSpec(
+                    f"not_null:{col}",
+                    "expect_column_values_to_not_be_null",
+                    {"column": col},
+                    "error",
+                    f"“{label}” is required in the form, so it is never empty.",
+                )
+            )
+        allowed = list(choices.get(q.list_name or "", []))
+        if q.or_other and "other" not in allowed:
+            allowed.append("other")
+        if q.type == "select_one" and allowed:
+            specs.append(
+                ExpectationSpec(
+                    f"in_set:{col}",
+                    "expect_column_values_to_be_in_set",
+                    {"column": col, "value_set": allowed},
+                    "error",
+                    f"“{label}” holds one of the form's choices ({len(allowed)} allowed).",
+                )
+            )
+        elif q.type == "select_multiple" and allowed:
+            sm[col] = allowed
+            specs.append(
+                ExpectationSpec(
+                    f"tokens_in_set:{col}",
+                    "expect_column_values_to_be_in_set",
+                    {"column": col, "value_set": allowed},
+                    "error",
+                    f"Every option ticked in “{label}” is one of the form's choices.",
+                    table="select_multiple_tokens",
+                )
+            )
+        if q.type in _NUMERIC_TYPES:
+            lo = hi = None
+            strict_lo = strict_hi = False
+            source = ""
+            if q.type == "range":
+                lo, hi = parse_range_parameters(getattr(q, "parameters", None))
+                source = "range"
+            parsed = parse_constraint(q.constraint)
+            if parsed is not None:
+                c_lo, c_hi, c_slo, c_shi = parsed
+                if c_lo is not None and (lo is None or c_lo >= lo):
+                    lo, strict_lo = c_lo, c_slo
+                if c_hi is not None and (hi is None or c_hi <= hi):
+                    hi, strict_hi = c_hi, c_shi
+                source = "constraint"
+            elif q.constraint:
+                notes.append(f"constraint on {col} is not a simple range; the form enforces it")
+            if lo is not None or hi is not None:
+                kw: dict[str, Any] = {
+                    "column": col,
+                    "min_value": None if lo is None else _num(lo),
+                    "max_value": None if hi is None else _num(hi),
+                }
+                if strict_lo:
+                    kw["strict_min"] = True
+                if strict_hi:
+                    kw["strict_max"] = True
+                bounds = _bounds_text(lo, hi, strict_lo, strict_hi)
+                specs.append(
+                    ExpectationSpec(
+                        f"between:{col}",
+                        "expect_column_values_to_be_between",
+                        kw,
+                        "error",
+                        f"“{label}” is {bounds} (from the form's {source}).",
+                    )
+                )
+    suite = SuiteSpec(schema.slug, specs, sm, notes)
+    if overrides_dir is not None:
+        path = overrides_dir / f"{schema.slug}.yaml"
+        if path.is_file():
+            suite = apply_overrides(suite, load_overrides(path))
+    return suite
+
+
+def _bounds_text(lo: float | None, hi: float | None, slo: bool, shi: bool) -> str:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'more than' if slo else 'at least'} {_num(lo)}")
+    if hi is not None:
+        parts.append(f"{'less than' if shi else 'at most'} {_num(hi)}")
+    return " and ".join(parts)
+
+
+@dataclass
+class Overrides:
+    """The content of `expectations/<slug>.yaml`: checks to add or replace, and ids to switch off."""
+
+    expectations: list[ExpectationSpec] = field(default_factory=list)
+    disable: list[str] = field(default_factory=list)
+
+
+def load_overrides(path: Path) -> Overrides:
+    """Read and validate a per-form YAML file (`expectations:` list and `disable:` list of ids).
+
+    Raises:
+        FormConfigError: naming the file and the field when something is not as expected.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise FormConfigError(str(path), "(file)", f"not valid YAML: {exc}") from None
+    if isinstance(data, list):
+        data = {"expectations": data}
+    if not isinstance(data, dict):
+        raise FormConfigError(str(path), "(file)", "a mapping with `expectations:` and/or `disable:`")
+    unknown = set(data) - {"expectations", "disable"}
+    if unknown:
+        raise FormConfigError(str(path), sorted(unknown)[0], "only `expectations` and `disable` are allowed")
+    disable = data.get("disable") or []
+    if not isinstance(disable, list) or not all(isinstance(x, str) for x in disable):
+        raise FormConfigError(str(path), "disable", "a list of check ids, e.g. [not_null:phone]")
+    items = data.get("expectations") or []
+    if not isinstance(items, list):
+        raise FormConfigError(str(path), "expectations", "a list of {type, kwargs, severity, meta}")
+    specs = []
+    for i, item in enumerate(items):
+        where = f"expectations[{i}]"
+        if not isinstance(item, dict):
+            raise FormConfigError(str(path), where, "a mapping with type, kwargs, severity")
+        typ = item.get("type")
+        if not isinstance(typ, str) or not re.fullmatch(r"expect_[a-z0-9_]+", typ):
+            raise FormConfigError(
+                str(path), f"{where}.type", "a GX type such as expect_column_values_to_be_between"
+            )
+        kwargs = item.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise FormConfigError(str(path), f"{where}.kwargs", "a mapping of GX arguments")
+        severity = item.get("severity", "error")
+        if severity not in SEVERITIES:
+            raise FormConfigError(str(path), f"{where}.severity", "error or warning")
+        meta = item.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise FormConfigError(str(path), f"{where}.meta", "a mapping")
+        col = kwargs.get("column") or kwargs.get("column_A") or ""
+        check_id = item.get("id") or meta.get("id") or f"{typ.removeprefix('expect_')}:{col}".rstrip(":")
+        description = item.get("description") or meta.get("description") or ""
+        specs.append(
+            ExpectationSpec(str(check_id), typ, dict(kwargs), severity, str(description), dict(meta))
+        )
+    return Overrides(specs, list(disable))
+
+
+def apply_overrides(suite: SuiteSpec, overrides: Overrides) -> SuiteSpec:
+    """A copy of `suite` without the disabled ids; an added check with an existing id replaces it."""
+    disabled = set(overrides.disable)
+    by_id = {e.id: e for e in suite.expectations if e.id not in disabled}
+    for spec in overrides.expectations:
+        if spec.id in disabled:
+            continue
+        old = by_id.get(spec.id)
+        if old is not None and not spec.description:
+            spec = replace(spec, description=old.description, table=old.table)
+        by_id[spec.id] = spec
+    return SuiteSpec(suite.form, list(by_id.values()), dict(suite.select_multiple), list(suite.notes))
+
+
+def suite_for_columns(suite: SuiteSpec, columns: Iterable[str]) -> SuiteSpec:
+    """Drop checks whose columns are not in `columns`; each dropped check becomes a note, never a crash."""
+    have = set(columns)
+    keep, notes = [], list(suite.notes)
+    for e in suite.expectations:
+        cols = [e.kwargs.get(k) for k in ("column", "column_A", "column_B") if e.kwargs.get(k)]
+        cols += list(e.kwargs.get("column_list") or [])
+        if all(c in have for c in cols):
+            keep.append(e)
+        else:
+            notes.append(f"{e.id} skipped: column not in the data")
+    return SuiteSpec(suite.form, keep, dict(suite.select_multiple), notes)
