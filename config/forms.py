@@ -11,8 +11,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config.errors import ConfigError, FormConfigError
+from config.privacy import PrivacyPolicy
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Schema names the warehouse uses itself, or that DuckDB confuses with a catalog (the file is warehouse.duckdb).
+RESERVED_SLUGS = {"ops", "meta", "marts", "main", "warehouse", "memory", "system", "temp", "information_schema",
+                  "pg_catalog"}
 
 
 class Schedule(BaseModel):
@@ -36,9 +40,8 @@ class SyncOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     page_size: int = Field(1000, ge=1, le=1000)
-    overlap: int = Field(100, ge=0, description="re-read this many ids behind the watermark")
     deletions: Literal["delete", "soft"] = "delete"
-    sweep: bool = True
+    sweep: bool = True  # compare the server's id manifest every run: finds edits, deletions, late arrivals
 
 
 class FormConfig(BaseModel):
@@ -48,9 +51,9 @@ class FormConfig(BaseModel):
     slug: str
     asset_uid: str
     name: str = ""
-    schedule: Schedule = Schedule()
-    sync: SyncOptions = SyncOptions()
-    privacy: dict[str, Any] = Field(default_factory=dict)
+    schedule: Schedule = Field(default_factory=Schedule)
+    sync: SyncOptions = Field(default_factory=SyncOptions)
+    privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     quality: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("slug")
@@ -58,6 +61,8 @@ class FormConfig(BaseModel):
     def _slug(cls, v: str) -> str:
         if not SLUG_RE.match(v):
             raise ValueError("lower-case letters, digits and _, starting with a letter (max 63)")
+        if v in RESERVED_SLUGS:
+            raise ValueError(f"{v!r} is reserved by the warehouse; choose another slug")
         return v
 
 
@@ -107,6 +112,6 @@ def write_form_config(forms_dir: Path, form: FormConfig, header: str = "") -> Pa
 def slugify(name: str) -> str:
     """A form name as a schema-safe slug."""
     s = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "form"
-    if not s[0].isalpha():
+    if not s[0].isalpha() or s in RESERVED_SLUGS:
         s = "f_" + s
     return s[:63]

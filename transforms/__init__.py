@@ -1,0 +1,28 @@
+"""Form-aware transforms: the form schema across versions, flattening to typed Arrow tables, labels."""
+
+from transforms.flatten import to_tables
+from transforms.model import (
+    MAIN_TABLE,
+    Choice,
+    ColumnSpec,
+    FlatBatch,
+    FormSchema,
+    QuarantineRecord,
+    Question,
+    TableSchema,
+)
+from transforms.schema import to_form_schema, to_label_tables
+
+__all__ = [
+    "MAIN_TABLE",
+    "Choice",
+    "ColumnSpec",
+    "FlatBatch",
+    "FormSchema",
+    "QuarantineRecord",
+    "Question",
+    "TableSchema",
+    "to_form_schema",
+    "to_label_tables",
+    "to_tables",
+]

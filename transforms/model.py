@@ -35,6 +35,7 @@ class TableSchema:
     xpath: str
     parent: str | None
     columns: list[ColumnSpec] = field(default_factory=list)
+    kind: str = "repeat"  # main | repeat | bridge (select_multiple long table: _submission_id, _key, choice)
 
     @property
     def key(self) -> str:
@@ -84,6 +85,10 @@ class FormSchema:
     choices: list[Choice]
     versions: list[str]  # deployed version uids, newest first
     type_changes: list[str] = field(default_factory=list)  # plain-language notes on widened types
+    # version uid -> {data xpath in that version -> key of `questions`}; how a row of that version is read
+    version_questions: dict[str, dict[str, str]] = field(default_factory=dict)
+    # version uid -> {repeat xpath in that version -> table name}
+    version_repeats: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def main(self) -> TableSchema:
@@ -99,6 +104,7 @@ class QuarantineRecord:
     column: str
     reason: str
     raw_value: str | None  # already passed through the privacy policy
+    row_key: str | None = None  # `_id` as text for the main table, the repeat row's `_key` otherwise
 
 
 @dataclass
@@ -108,3 +114,4 @@ class FlatBatch:
     tables: dict[str, pa.Table]
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     submission_ids: list[int] = field(default_factory=list)
+    unknown_keys: dict[str, int] = field(default_factory=dict)  # data keys no deployed version knows -> count

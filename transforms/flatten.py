@@ -1,0 +1,680 @@
+"""Flattens KoBo submissions (wire format) into typed Arrow tables, one per form level, as the schema says.
+
+Rows are collected as Python lists per table and cast column by column at the end, so a batch costs one
+`pa.table` per table. A value that cannot be cast becomes NULL plus a `QuarantineRecord`; nothing raises.
+
+Keys in a submission that no deployed version knows are not stored; they are counted in
+`FlatBatch.unknown_keys` (KoBo's own bookkeeping keys such as `formhub/uuid`, `_attachments`, `_geolocation`,
+`_tags`, `_notes`, `meta/instanceID` are expected and not counted).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.model import MAIN_TABLE, FlatBatch, FormSchema, QuarantineRecord, TableSchema
+from transforms.schema import _KIND, KIND_TYPE
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(),
+    "VARCHAR": pa.string(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "TIME": pa.time64("us"),
+    "TIMESTAMP": pa.timestamp("us"),
+    "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+}
+
+# Keys KoBo adds to every record that are read as system columns or deliberately not stored.
+_SYSTEM_KEYS = frozenset(
+    {
+        "_id",
+        "_uuid",
+        "meta/rootUuid",
+        "_submission_time",
+        "__version__",
+        "_validation_status",
+        "_submitted_by",
+        "_status",
+        "formhub/uuid",
+        "meta/instanceID",
+        "meta/deprecatedID",
+        "meta/versionID",
+        "meta/instanceName",
+        "_xform_id_string",
+        "_xform_id",
+        "_attachments",
+        "_geolocation",
+        "_tags",
+        "_notes",
+        "_supplementalDetails",
+        "_version_",
+        "_bamboo_dataset_id",
+        "_media_count",
+        "_total_media",
+        "_media_all_received",
+        "_date_modified",
+    }
+)
+
+_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_NUM = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_TIME = re.compile(
+    r"([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6})[0-9]*)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?", re.ASCII
+)
+_INT64_MAX = 2**63 - 1
+_TRUE = {"ok", "true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+@dataclass
+class _Cell:
+    """Where one question's answer goes: its table, the column index and how to cast it."""
+
+    table: str
+    index: int
+    kind: str
+    xlsform_type: str
+    column: str
+    parts: list[int] = field(default_factory=list)  # geo part or choice flag column indexes
+    choices: list[str] = field(default_factory=list)
+    bridge: str | None = None
+
+
+@dataclass
+class _Rows:
+    """Rows of one table under construction."""
+
+    spec: TableSchema
+    index: dict[str, int]
+    rows: list[list[Any]] = field(default_factory=list)
+    sub_ids: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+
+def _plan(schema: FormSchema) -> tuple[dict[str, _Rows], dict[str, _Cell]]:
+    tables = {
+        name: _Rows(t, {c.name: i for i, c in enumerate(t.columns)}) for name, t in schema.tables.items()
+    }
+    cells: dict[str, _Cell] = {}
+    for q in {q.xpath: q for q in schema.questions.values()}.values():
+        rows = tables[q.table]
+        spec = rows.spec.columns[rows.index[q.column]]
+        kind = _kind_of(q.type, spec.duckdb_type)
+        cell = _Cell(q.table, rows.index[q.column], kind, q.type, q.column)
+        for i, c in enumerate(rows.spec.columns):
+            if c.question == q.xpath and c.role in ("geo_part", "choice_flag"):
+                cell.parts.append(i)
+        if kind == "select_multiple":
+            cell.choices = [c.name for c in schema.choices if c.list_name == q.list_name]
+            cell.bridge = next(
+                (n for n, t in schema.tables.items() if t.kind == "bridge" and t.xpath == q.xpath), None
+            )
+        cells[q.xpath] = cell
+    return tables, cells
+
+
+def _kind_of(xlsform_type: str, duckdb_type: str) -> str:
+    kind = _KIND.get(xlsform_type, "text")
+    return (
+        kind
+        if KIND_TYPE.get(kind) == duckdb_type
+        else {"DOUBLE": "decimal", "BIGINT": "integer"}.get(
+            duckdb_type, "select_multiple" if xlsform_type == "select_multiple" else "text"
+        )
+    )
+
+
+def _scalar(value: Any) -> str | None:
+    """An answer as text; None for empty. Lists and dicts are not scalars (the caller quarantines them)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
+    """Flatten submissions into one typed Arrow table per schema table.
+
+    Args:
+        submissions: records as `/api/v2/assets/{uid}/data/` returns them (after the privacy policy).
+        schema: from `to_form_schema`.
+
+    Returns:
+        `FlatBatch` with every schema table (possibly empty), the quarantine and the submission ids.
+    """
+    tables, cells = _plan(schema)
+    quarantine: list[QuarantineRecord] = []
+    unknown: dict[str, int] = {}
+    repeat_union: dict[str, str] = {}
+    for mapping in schema.version_repeats.values():
+        for xp, name in mapping.items():
+            repeat_union.setdefault(xp, name)
+    newest = schema.versions[0] if schema.versions else ""
+    main = tables[MAIN_TABLE]
+    ids: list[int] = []
+
+    def fill(
+        rows: _Rows, obj: dict, row: list[Any], sub_id: int, row_key: str, qmap: dict, rmap: dict
+    ) -> None:
+        for key, value in obj.items():
+            if rows is main and (key in _SYSTEM_KEYS or key.startswith("_version_")):
+                continue
+            qx = qmap.get(key)
+            if qx is None:
+                rname = rmap.get(key) or repeat_union.get(key)
+                if rname is not None:
+                    child = tables[rname]
+                    if child.spec.parent != rows.spec.name:
+                        unknown[key] = unknown.get(key, 0) + 1
+                        continue
+                    instances = [value] if isinstance(value, dict) else value
+                    if not isinstance(instances, list):
+                        quarantine.append(
+                            QuarantineRecord(
+                                sub_id,
+                                rname,
+                                "_key",
+                                "repeat is not a list of instances",
+                                _scalar(value),
+                                row_key,
+                            )
+                        )
+                        continue
+                    for pos, inst in enumerate(instances, start=1):
+                        if not isinstance(inst, dict):
+                            quarantine.append(
+                                QuarantineRecord(
+                                    sub_id,
+                                    rname,
+                                    "_key",
+                                    "repeat instance is not an object",
+                                    _scalar(inst),
+                                    row_key,
+                                )
+                            )
+                            continue
+                        key_ = f"{row_key}/{rname}[{pos}]"
+                        crow: list[Any] = [None] * len(child.index)
+                        crow[0] = key_
+                        crow[1] = sub_id
+                        crow[2] = None if rows is main else row_key
+                        crow[3] = pos
+                        fill(child, inst, crow, sub_id, key_, qmap, rmap)
+                        child.rows.append(crow)
+                        child.sub_ids.append(sub_id)
+                        child.keys.append(key_)
+                    continue
+                q = schema.questions.get(key)
+                if q is None:
+                    unknown[key] = unknown.get(key, 0) + 1
+                    continue
+                qx = q.xpath
+            cell = cells[qx]
+            if cell.table != rows.spec.name:
+                # an answer outside the repeat it belongs to: keep the evidence, do not guess a row
+                quarantine.append(
+                    QuarantineRecord(
+                        sub_id,
+                        cell.table,
+                        cell.column,
+                        "answer found outside its repeat",
+                        _scalar(value) if not isinstance(value, (list, dict)) else None,
+                        row_key,
+                    )
+                )
+                continue
+            if isinstance(value, (list, dict)):
+                quarantine.append(
+                    QuarantineRecord(
+                        sub_id,
+                        cell.table,
+                        cell.column,
+                        f"not a single value (XLSForm type {cell.xlsform_type})",
+                        _json_text(value),
+                        row_key,
+                    )
+                )
+                continue
+            row[cell.index] = _scalar(value)
+
+    for sub in submissions:
+        if not isinstance(sub, dict):
+            quarantine.append(
+                QuarantineRecord(0, MAIN_TABLE, "_id", "submission is not an object; row skipped", None)
+            )
+            continue
+        sub_id = _to_id(sub.get("_id"))
+        if sub_id is None:
+            quarantine.append(
+                QuarantineRecord(
+                    0,
+                    MAIN_TABLE,
+                    "_id",
+                    "submission has no integer _id; row skipped",
+                    _scalar(sub.get("_id")) if not isinstance(sub.get("_id"), (list, dict)) else None,
+                )
+            )
+            continue
+        version = _row_version(sub, schema)
+        qmap = schema.version_questions.get(version) or schema.version_questions.get(newest, {})
+        rmap = schema.version_repeats.get(version) or schema.version_repeats.get(newest, {})
+        row: list[Any] = [None] * len(main.index)
+        _fill_system(row, main.index, sub, version)
+        fill(main, sub, row, sub_id, str(sub_id), qmap, rmap)
+        main.rows.append(row)
+        main.sub_ids.append(sub_id)
+        main.keys.append(str(sub_id))
+        ids.append(sub_id)
+
+    out: dict[str, pa.Table] = {}
+    bridges: dict[str, list[list[Any]]] = {
+        n: [[], [], []] for n, t in schema.tables.items() if t.kind == "bridge"
+    }
+    for name, rows in tables.items():
+        if rows.spec.kind == "bridge":
+            continue
+        out[name] = _to_arrow(rows, cells, quarantine, bridges)
+    for name, (sids, keys, choices) in bridges.items():
+        out[name] = pa.table(
+            {
+                "_submission_id": pa.array(sids, pa.int64()),
+                "_key": pa.array(keys, pa.string()),
+                "choice": pa.array(choices, pa.string()),
+            }
+        )
+    ordered = {name: out[name] for name in schema.tables}
+    return FlatBatch(tables=ordered, quarantine=quarantine, submission_ids=ids, unknown_keys=unknown)
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)[:2000]
+    except (TypeError, ValueError):
+        return repr(value)[:2000]
+
+
+def _to_id(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if -_INT64_MAX <= value <= _INT64_MAX else None
+    if isinstance(value, str) and _INT.fullmatch(value.strip()):
+        n = int(value.strip())
+        return n if -_INT64_MAX <= n <= _INT64_MAX else None
+    return None
+
+
+def _row_version(sub: dict, schema: FormSchema) -> str:
+    """The deployed version a record was filled with, as KPI infers it (section 5.3); else the newest."""
+    known = schema.version_questions
+    found = [
+        v
+        for k, v in sub.items()
+        if isinstance(k, str) and "_version_" in k and isinstance(v, str) and v in known
+    ]
+    if found:
+        return min(found, key=schema.versions.index) if schema.versions else found[0]
+    return schema.versions[0] if schema.versions else ""
+
+
+def _fill_system(row: list[Any], index: dict[str, int], sub: dict, version: str) -> None:
+    status = sub.get("_validation_status")
+    status = status if isinstance(status, dict) else {}
+    root = sub.get("meta/rootUuid")
+    if isinstance(root, str) and root.startswith("uuid:"):
+        root = root[5:]
+    raw = sub.get("__version__")
+    values = {
+        "_id": _to_id(sub.get("_id")),
+        "_uuid": sub.get("_uuid"),
+        "_root_uuid": root,
+        "_submission_time": sub.get("_submission_time"),
+        "__version__": raw if isinstance(raw, str) and raw else None,
+        "_validation_status_uid": status.get("uid"),
+        "_validation_status_label": status.get("label"),
+        "_validation_status_by": status.get("by_whom"),
+        "_validation_status_time": status.get("timestamp"),
+        "_submitted_by": sub.get("_submitted_by"),
+        "_status": sub.get("_status"),
+    }
+    for name, value in values.items():
+        if value is not None and not isinstance(value, (list, dict)):
+            row[index[name]] = (
+                value if isinstance(value, (int, float)) and not isinstance(value, bool) else _scalar(value)
+            )
+
+
+# --- casting ------------------------------------------------------------------------------------------------
+
+Caster = Callable[[str], Any]
+
+
+def _cast_int(s: str) -> Any:
+    t = s.strip()
+    if _INT.fullmatch(t):
+        n = int(t)
+        return n if -_INT64_MAX <= n <= _INT64_MAX else _Bad("integer out of range")
+    if _NUM.fullmatch(t):
+        f = float(t)
+        if math.isfinite(f) and f == int(f) and abs(f) <= _INT64_MAX:
+            return int(f)
+    return _Bad("not an integer")
+
+
+def _cast_float(s: str) -> Any:
+    t = s.strip()
+    if _NUM.fullmatch(t):
+        f = float(t)
+        if math.isfinite(f):
+            return f
+    return _Bad("not a number")
+
+
+def _cast_date(s: str) -> Any:
+    try:
+        return date.fromisoformat(s.strip()[:10]) if len(s.strip()) == 10 else _Bad("not a date (YYYY-MM-DD)")
+    except ValueError:
+        return _Bad("not a date (YYYY-MM-DD)")
+
+
+def _cast_datetime(s: str) -> Any:
+    try:
+        value = datetime.fromisoformat(s.strip())
+        # a zone-less value is taken as UTC: KoBo only omits the offset on server-side (UTC) times
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return _Bad("not an ISO 8601 date-time")
+
+
+def _cast_naive_utc(s: str) -> Any:
+    try:
+        value = datetime.fromisoformat(s.strip())
+        return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        return _Bad("not an ISO 8601 date-time")
+
+
+def _cast_time(s: str) -> Any:
+    m = _TIME.fullmatch(s.strip())
+    if not m:
+        return _Bad("not a time (HH:MM:SS)")
+    hh, mm, ss, frac = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), m.group(4) or ""
+    if hh > 23 or mm > 59 or ss > 59:
+        return _Bad("not a time (HH:MM:SS)")
+    # the device offset is dropped: TIME has no zone, and the local clock time is what the question asked
+    return time(hh, mm, ss, int(frac.ljust(6, "0")) if frac else 0)
+
+
+def _cast_bool(s: str) -> Any:
+    t = s.strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    return _Bad("not an acknowledgement (OK)")
+
+
+def _points(s: str) -> list[tuple[str, str]] | None:
+    """Validate lat-lon-alt-acc points separated by ';'; returns (lon, lat) text pairs or None."""
+    out = []
+    for chunk in s.split(";"):
+        if not chunk.strip():
+            continue
+        parts = chunk.split()
+        if not 2 <= len(parts) <= 4 or not all(_NUM.fullmatch(p) for p in parts):
+            return None
+        lat, lon = float(parts[0]), float(parts[1])
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return None
+        out.append((parts[1], parts[0]))
+    return out
+
+
+def _cast_geotrace(s: str) -> Any:
+    pts = _points(s)
+    if not pts or len(pts) < 2:
+        return _Bad("not a geotrace (at least 2 'lat lon [alt acc]' points separated by ';')")
+    return "LINESTRING (" + ", ".join(f"{lon} {lat}" for lon, lat in pts) + ")"
+
+
+def _cast_geoshape(s: str) -> Any:
+    pts = _points(s)
+    if not pts or len(pts) < 3:
+        return _Bad("not a geoshape (at least 3 'lat lon [alt acc]' points separated by ';')")
+    if pts[0] != pts[-1]:
+        pts.append(pts[0])  # KoBo closes the ring itself; old clients may not
+    return "POLYGON ((" + ", ".join(f"{lon} {lat}" for lon, lat in pts) + "))"
+
+
+def _cast_geopoint(s: str) -> Any:
+    pts = _points(s)
+    if pts is None or len(pts) != 1 or ";" in s.strip():
+        return _Bad("not a geopoint ('lat lon [alt acc]')")
+    return s
+
+
+class _Bad:
+    """A cast failure; carries the reason (never the value)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+_CASTERS: dict[str, Caster] = {
+    "integer": _cast_int,
+    "decimal": _cast_float,
+    "date": _cast_date,
+    "datetime": _cast_datetime,
+    "time": _cast_time,
+    "acknowledge": _cast_bool,
+    "geopoint": _cast_geopoint,
+    "geotrace": _cast_geotrace,
+    "geoshape": _cast_geoshape,
+}
+_BULK: dict[str, pa.DataType] = {"date": pa.date32(), "datetime": pa.timestamp("us", tz="UTC")}
+# what Python (and so every consumer reading rows back) can represent: years 1..9999
+_MIN_US = {"date": (date(1, 1, 1) - date(1970, 1, 1)).days, "datetime": -62135596800 * 10**6}
+_MAX_US = {"date": (date(9999, 12, 31) - date(1970, 1, 1)).days, "datetime": 253402300799 * 10**6}
+
+
+def _cast_column(
+    values: list[Any],
+    kind: str,
+    rows: _Rows,
+    column: str,
+    xlsform_type: str,
+    quarantine: list[QuarantineRecord],
+) -> list[Any] | pa.Array:
+    """Cast one column; a failure becomes None plus a quarantine record. Tries one Arrow cast first."""
+    caster = _CASTERS.get(kind)
+    if caster is None:
+        return values
+    if kind in _BULK:
+        try:
+            arr = pa.array(values, pa.string()).cast(_BULK[kind])
+            low, high = pc.min_max(arr.cast(pa.int32() if kind == "date" else pa.int64())).values()
+            in_range = low.as_py() is None or (_MIN_US[kind] <= low.as_py() and high.as_py() <= _MAX_US[kind])
+            if in_range and (kind != "date" or all(v is None or len(v.strip()) == 10 for v in values)):
+                return arr
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowNotImplementedError,
+            pa.ArrowTypeError,
+            UnicodeEncodeError,
+            OverflowError,
+        ):
+            pass
+    out: list[Any] = []
+    for i, v in enumerate(values):
+        if v is None:
+            out.append(None)
+            continue
+        cast = caster(v)
+        if isinstance(cast, _Bad):
+            quarantine.append(
+                QuarantineRecord(
+                    rows.sub_ids[i],
+                    rows.spec.name,
+                    column,
+                    f"{cast.reason} (XLSForm type {xlsform_type})",
+                    v,
+                    rows.keys[i],
+                )
+            )
+            out.append(None)
+        else:
+            out.append(cast)
+    return out
+
+
+def _to_arrow(
+    rows: _Rows,
+    cells: dict[str, _Cell],
+    quarantine: list[QuarantineRecord],
+    bridges: dict[str, list[list[Any]]],
+) -> pa.Table:
+    spec = rows.spec
+    ncols = len(spec.columns)
+    columns: list[Any] = (
+        [list(c) for c in zip(*rows.rows, strict=True)] if rows.rows else [[] for _ in range(ncols)]
+    )
+    if spec.kind == "main":
+        _cast_system(columns, rows, quarantine)
+    for cell in (c for c in cells.values() if c.table == spec.name):
+        values = columns[cell.index]
+        if cell.kind == "select_multiple":
+            _explode_select(values, cell, rows, columns, bridges)
+            continue
+        cast = _cast_column(values, cell.kind, rows, cell.column, cell.xlsform_type, quarantine)
+        columns[cell.index] = cast
+        if cell.kind == "geopoint":
+            parts: list[list[float | None]] = [[], [], [], []]
+            for v in cast:
+                nums = [float(x) for x in v.split()] if v is not None else []
+                for j in range(4):
+                    parts[j].append(nums[j] if j < len(nums) else None)
+            for j, idx in enumerate(cell.parts[:4]):
+                columns[idx] = parts[j]
+    arrays = {}
+    for i, col in enumerate(spec.columns):
+        data = columns[i]
+        arrays[col.name] = (
+            data
+            if isinstance(data, pa.Array)
+            else _safe_array(data, ARROW_TYPES[col.duckdb_type], rows, col.name, quarantine)
+        )
+    return pa.table(arrays)
+
+
+def _safe_array(
+    values: list[Any], type_: pa.DataType, rows: _Rows, column: str, quarantine: list[QuarantineRecord]
+) -> pa.Array:
+    """`pa.array`, except that text Arrow cannot encode (lone surrogates from JSON escapes) is quarantined."""
+    try:
+        return pa.array(values, type_)
+    except UnicodeEncodeError:
+        clean: list[Any] = []
+        for i, v in enumerate(values):
+            if isinstance(v, str):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raw = v.encode("utf-8", "backslashreplace").decode("utf-8")
+                    quarantine.append(
+                        QuarantineRecord(
+                            rows.sub_ids[i],
+                            rows.spec.name,
+                            column,
+                            "text is not valid Unicode (lone surrogate)",
+                            raw,
+                            rows.keys[i],
+                        )
+                    )
+                    v = None
+            clean.append(v)
+        return pa.array(clean, type_)
+
+
+def _explode_select(
+    values: list[Any], cell: _Cell, rows: _Rows, columns: list[Any], bridges: dict[str, list[list[Any]]]
+) -> None:
+    flags: list[list[bool | None]] = [[None] * len(values) for _ in cell.parts]
+    bridge = bridges.get(cell.bridge or "")
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        tokens = v.split()
+        chosen = set(tokens)
+        for j, choice in enumerate(cell.choices[: len(cell.parts)]):
+            flags[j][i] = choice in chosen
+        if bridge is not None:
+            for token in tokens:
+                bridge[0].append(rows.sub_ids[i])
+                bridge[1].append(rows.keys[i])
+                bridge[2].append(token)
+    for j, idx in enumerate(cell.parts):
+        columns[idx] = flags[j]
+
+
+def _cast_system(columns: list[Any], rows: _Rows, quarantine: list[QuarantineRecord]) -> None:
+    idx = rows.index
+
+    def bad(i: int, column: str, reason: str, raw: Any) -> None:
+        quarantine.append(
+            QuarantineRecord(rows.sub_ids[i], MAIN_TABLE, column, reason, _scalar(raw), rows.keys[i])
+        )
+
+    times = columns[idx["_submission_time"]]
+    out_times: list[Any] = []
+    for i, v in enumerate(times):
+        if v is None:
+            out_times.append(None)
+            continue
+        cast = _cast_naive_utc(str(v))
+        if isinstance(cast, _Bad):
+            bad(i, "_submission_time", "not a KoBo submission time (YYYY-MM-DDTHH:MM:SS)", v)
+            cast = None
+        out_times.append(cast)
+    columns[idx["_submission_time"]] = out_times
+    stamps = columns[idx["_validation_status_time"]]
+    out_stamps: list[Any] = []
+    for i, v in enumerate(stamps):
+        if v is None:
+            out_stamps.append(None)
+            continue
+        try:
+            out_stamps.append(datetime.fromtimestamp(float(v), tz=UTC))
+        except (TypeError, ValueError, OverflowError, OSError, UnicodeEncodeError):
+            bad(i, "_validation_status_time", "not an epoch timestamp in seconds", v)
+            out_stamps.append(None)
+    columns[idx["_validation_status_time"]] = out_stamps
+    for name in (
+        "_uuid",
+        "_root_uuid",
+        "__version__",
+        "_validation_status_uid",
+        "_validation_status_label",
+        "_validation_status_by",
+        "_submitted_by",
+        "_status",
+    ):
+        col = columns[idx[name]]
+        columns[idx[name]] = [None if v is None else str(v) for v in col]

@@ -1,0 +1,779 @@
+"""Applying a form's privacy policy to raw KoBo submissions, before anything is written anywhere.
+
+Input is the KoBo wire format (flat slash-joined keys, repeats as lists of objects keyed by full paths,
+system keys such as `_submitted_by`); output is new dicts of the same shape with every answer kept,
+pseudonymised, generalised, rounded, redacted or removed as the policy (or its safe defaults) says.
+Inputs are never mutated. Nothing here logs or raises with a submission value.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.privacy import METADATA_DEFAULTS, PrivacyPolicy, QuestionRule
+from transforms.errors import PrivacyError
+from transforms.model import MAIN_TABLE, ColumnSpec, FormSchema, Question, TableSchema
+from transforms.pii import normalise, redact_text, risky_categories, tokens
+
+MIN_KEY_BYTES = 32
+TOKEN_PREFIX = "p_"
+TOKEN_CHARS = 20  # base32 characters → 100 bits: collisions negligible for any survey population
+
+#: Answers come from a fixed list or are numbers/dates: kept when the policy does not mention them.
+CLOSED_TYPES = frozenset(
+    {
+        "select_one",
+        "select_multiple",
+        "select_one_from_file",
+        "select_multiple_from_file",
+        "rank",
+        "integer",
+        "decimal",
+        "range",
+        "date",
+        "time",
+        "dateTime",
+        "datetime",
+        "calculate",
+        "acknowledge",
+        "note",
+        "start",
+        "end",
+        "today",
+    }
+)
+#: Types whose value can carry arbitrary text; a risky name or label withholds them even if "closed".
+TEXT_LIKE_TYPES = frozenset({"text", "string", "calculate", "hidden", "barcode", "xml-external"})
+#: Numbers entered with a numeric keyboard are often phone or ID numbers.
+NUMERIC_TYPES = frozenset({"integer", "decimal"})
+NUMERIC_RISKY = frozenset({"phone", "id", "email"})
+GEO_TYPES = frozenset({"geopoint", "geotrace", "geoshape", "start-geopoint"})
+MEDIA_TYPES = frozenset({"image", "audio", "video", "file", "background-audio", "audit", "signature"})
+DATE_TYPES = frozenset({"date", "dateTime", "datetime", "start", "end", "today"})
+#: KoBo metadata question types → the key of their default in config.privacy.METADATA_DEFAULTS.
+METADATA_TYPES = {
+    "deviceid": "deviceid",
+    "username": "username",
+    "phonenumber": "phonenumber",
+    "simserial": "simserial",
+    "subscriberid": "subscriberid",
+    "imei": "imei",
+    "audit": "meta/audit",
+    "start": "start",
+    "end": "end",
+    "today": "today",
+}
+#: System keys that carry no personal data and are copied as they are.
+SAFE_SYSTEM_KEYS = frozenset(
+    {
+        "_id",
+        "_uuid",
+        "_submission_time",
+        "_status",
+        "_xform_id_string",
+        "__version__",
+        "formhub/uuid",
+        "meta/instanceID",
+        "meta/deprecatedID",
+        "meta/rootUuid",
+        "_bamboo_dataset_id",
+        "_media_count",
+        "_total_media",
+        "_media_all_received",
+        "_date_modified",
+    }
+)
+#: Structure, not answers: groups and repeats are never decisions of their own.
+STRUCTURE_TYPES = frozenset({"begin_group", "end_group", "group", "begin_repeat", "end_repeat", "repeat"})
+_VERSION_KEY = re.compile(r"^_version_(_\d+)?$")
+_ATTACHMENT_SAFE_FIELDS = ("uid", "mimetype", "question_xpath")
+_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
+
+
+def _privacy_error(
+    message: str, *, form: str | None = None, field: str | None = None, questions: Iterable[str] = ()
+) -> PrivacyError:
+    """A PrivacyError carrying `questions` (xpaths/keys, never values) for callers that list them."""
+    err = PrivacyError(message, form=form, field=field)
+    err.questions = list(questions)  # type: ignore[attr-defined]
+    return err
+
+
+@dataclass(frozen=True)
+class WithheldQuestion:
+    """A question whose answers were not stored because the policy has no decision for it."""
+
+    xpath: str
+    type: str
+    reason: str
+
+
+@dataclass
+class PolicyResult:
+    """Submissions after the policy, and what the operator must know about it."""
+
+    submissions: list[dict[str, Any]]
+    withheld: list[WithheldQuestion] = field(default_factory=list)
+    invalid: dict[str, int] = field(default_factory=dict)  # xpath → values removed as not transformable
+    unused_rules: list[str] = field(default_factory=list)  # policy keys that match no question of the form
+
+
+@dataclass(frozen=True)
+class _Decision:
+    rule: QuestionRule | None  # None → withheld
+    qtype: str
+    xpath: str  # the question's newest xpath (what reports name)
+    source: str  # policy | metadata | default
+    reason: str = ""
+
+
+# --- pseudonyms -------------------------------------------------------------------------------------------
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
+        raise _privacy_error(
+            f"the pseudonymisation key must be at least {MIN_KEY_BYTES} bytes: "
+            "set KOBO_ETL_PSEUDONYMISATION_KEY (run `kobo-etl keygen`)"
+        )
+
+
+def _token(normalised: str, key: bytes) -> str:
+    digest = hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).digest()
+    return TOKEN_PREFIX + base64.b32encode(digest).decode("ascii")[:TOKEN_CHARS].lower()
+
+
+def pseudonymise_value(
+    value: str, key: bytes, normalise_as: str | None = None, default_country_code: str | None = None
+) -> str:
+    """HMAC-SHA-256(key, normalised value) as `p_` + 20 lower-case base32 characters (100 bits).
+
+    The same key and the same normalised value give the same token in every form and every run.
+    """
+    _check_key(key)
+    return _token(normalise(str(value), normalise_as, default_country_code), key)
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short, non-reversible label of the key (to record which key produced the tokens of a run)."""
+    _check_key(key)
+    return hmac.new(key, b"kobo-etl key fingerprint", hashlib.sha256).hexdigest()[:8]
+
+
+# --- deciding per question --------------------------------------------------------------------------------
+
+
+def _rule_for(
+    q: Question, key: str, policy: PrivacyPolicy, extra_names: Iterable[str] = ()
+) -> QuestionRule | None:
+    # an xpath entry is more specific than a name entry
+    for k in (key, q.xpath, *q.xpaths):
+        if k in policy.questions:
+            return policy.questions[k]
+    for k in (q.name, *extra_names):
+        if k in policy.questions:
+            return policy.questions[k]
+    return None
+
+
+def _default_decision(q: Question) -> _Decision:
+    t = q.type
+    cats = risky_categories(q.name, q.labels)
+    where = ", ".join(f"{c} ({w})" for c, w in sorted(cats.items()))
+    if t in TEXT_LIKE_TYPES and cats:
+        return _Decision(None, t, q.xpath, "default", f"{t} question that looks like personal data: {where}")
+    if t in NUMERIC_TYPES and set(cats) & NUMERIC_RISKY:
+        return _Decision(None, t, q.xpath, "default", f"{t} question that looks like an identifier: {where}")
+    if t in CLOSED_TYPES:
+        return _Decision(QuestionRule(action="keep"), t, q.xpath, "default", f"closed type {t}")
+    if t in GEO_TYPES:
+        reason = f"location ({t}) has no policy entry"
+    elif t in MEDIA_TYPES:
+        reason = f"media/file ({t}) has no policy entry"
+    elif t in ("text", "string"):
+        reason = "free text has no policy entry"
+    else:
+        reason = f"open or unknown type {t!r} has no policy entry"
+    if cats:
+        reason += f"; looks like personal data: {where}"
+    return _Decision(None, t, q.xpath, "default", reason)
+
+
+_FITS = {
+    "round_gps": lambda t: t in GEO_TYPES,
+    "top_code": lambda t: t in NUMERIC_TYPES | {"range", "calculate"},
+    "bottom_code": lambda t: t in NUMERIC_TYPES | {"range", "calculate"},
+}
+
+
+def _check_fit(rule: QuestionRule, q: Question, form: str) -> None:
+    t = q.type
+    ok = True
+    if rule.action in _FITS:
+        ok = _FITS[rule.action](t)
+    elif rule.action == "generalise":
+        ok = t in DATE_TYPES | {"calculate"} if rule.to else t in NUMERIC_TYPES | {"range", "calculate"}
+    if not ok:
+        raise _privacy_error(
+            f"action {rule.action} cannot be applied to a {t} question; choose another action",
+            form=form,
+            field=q.xpath,
+            questions=[q.xpath],
+        )
+
+
+def _decide(q: Question, key: str, policy: PrivacyPolicy, form: str) -> _Decision:
+    rule = _rule_for(q, key, policy)
+    if rule is not None:
+        _check_fit(rule, q, form)
+        return _Decision(rule, q.type, q.xpath, "policy")
+    mkey = METADATA_TYPES.get(q.type)
+    if mkey is not None:
+        mrule = policy.metadata_rule(mkey)
+        if mrule is not None:
+            return _Decision(mrule, q.type, q.xpath, "metadata")
+    return _default_decision(q)
+
+
+@dataclass
+class _Plan:
+    form: str
+    by_key: dict[str, _Decision]
+    repeats: set[str]
+    withheld: list[WithheldQuestion]
+    unlisted: list[str]
+    unused_rules: list[str]
+
+
+def _plan(schema: FormSchema, policy: PrivacyPolicy) -> _Plan:
+    by_key: dict[str, _Decision] = {}
+    used: set[str] = set()
+    repeats = {t.xpath for t in schema.tables.values() if t.parent is not None and t.xpath}
+    for key, q in schema.questions.items():
+        if q.type in STRUCTURE_TYPES:
+            if q.type in ("begin_repeat", "repeat"):
+                repeats.update((key, q.xpath, *q.xpaths))
+            continue
+        by_key[key] = _decide(q, key, policy, schema.slug)
+        used.update(k for k in (key, q.xpath, *q.xpaths, q.name) if k in policy.questions)
+        if q.or_other:
+            # legacy `or_other`: the free text sits in a sibling key `<xpath>_other`
+            other = dataclasses.replace(
+                q,
+                xpath=q.xpath + "_other",
+                name=q.name + "_other",
+                type="text",
+                xpaths=tuple(x + "_other" for x in q.xpaths),
+                or_other=False,
+            )
+            by_key[key + "_other"] = _decide(other, key + "_other", policy, schema.slug)
+            used.update(k for k in (other.xpath, *other.xpaths, other.name) if k in policy.questions)
+    used.update(k for k in repeats if k in policy.questions)
+    used.update(k for t in schema.tables.values() for k in (t.name,) if k in policy.questions)
+    seen: set[str] = set()
+    withheld, unlisted = [], []
+    for d in by_key.values():
+        if d.xpath in seen:
+            continue
+        seen.add(d.xpath)
+        if d.source == "default":
+            unlisted.append(d.xpath)
+        if d.rule is None:
+            withheld.append(WithheldQuestion(d.xpath, d.qtype, d.reason))
+    unused = sorted(set(policy.questions) - used)
+    return _Plan(schema.slug, by_key, repeats, withheld, sorted(unlisted), unused)
+
+
+def withheld_questions(schema: FormSchema, policy: PrivacyPolicy) -> list[WithheldQuestion]:
+    """Questions of the form whose answers the policy (with its defaults) withholds."""
+    return list(_plan(schema, policy).withheld)
+
+
+def check_strict(schema: FormSchema, policy: PrivacyPolicy) -> None:
+    """With `strict: true`, stop if any question has no policy entry (the error lists them, never values)."""
+    if not policy.strict:
+        return
+    unlisted = _plan(schema, policy).unlisted
+    if unlisted:
+        raise _privacy_error(
+            f"the privacy policy is strict and {len(unlisted)} question(s) have no entry: "
+            f"{', '.join(unlisted)}. Add an action for each under `privacy.questions` in "
+            f"config/forms/{schema.slug}.yaml (or `kobo-etl add-form` to see suggestions)",
+            form=schema.slug,
+            questions=unlisted,
+        )
+
+
+# --- transforming values ----------------------------------------------------------------------------------
+
+_DROP = object()  # sentinel: remove the key
+
+
+class _Ctx:
+    def __init__(self, policy: PrivacyPolicy, key: bytes, plan: _Plan) -> None:
+        self.policy = policy
+        self.key = key
+        self.plan = plan
+        self.cache: dict[tuple[str | None, str], str] = {}  # (normaliser, raw value) → token
+        self.invalid: dict[str, int] = {}
+        self.unknown: dict[str, WithheldQuestion] = {}
+
+    def pseudonymise(self, value: Any, how: str | None) -> Any:
+        if value is None:
+            return None
+        raw = value if isinstance(value, str) else str(value)
+        if not raw.strip():
+            return raw
+        token = self.cache.get((how, raw))
+        if token is None:
+            token = _token(normalise(raw, how, self.policy.default_country_code), self.key)
+            self.cache[(how, raw)] = token
+        return token
+
+    def bad(self, xpath: str) -> object:
+        self.invalid[xpath] = self.invalid.get(xpath, 0) + 1
+        return _DROP
+
+
+def _number(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def band_label(x: float, bands: list[float], labels: list[str] | None, integer: bool = True) -> str:
+    """The band `x` falls in: bands [0, 5, 18, 60] → '0-4', '5-17', '18-59', '60+' ('<0' below the first)."""
+    if x < bands[0]:
+        return f"<{_fmt(bands[0])}"
+    i = max(i for i, b in enumerate(bands) if x >= b)
+    if labels is not None:
+        return labels[i]
+    if i == len(bands) - 1:
+        return f"{_fmt(bands[i])}+"
+    upper = (
+        _fmt(bands[i + 1] - 1) if integer and float(bands[i + 1]).is_integer() else f"<{_fmt(bands[i + 1])}"
+    )
+    return f"{_fmt(bands[i])}-{upper}"
+
+
+def _round_point(point: str, decimals: int) -> str | None:
+    parts = point.split()
+    if len(parts) < 2:
+        return None
+    lat, lon = _number(parts[0]), _number(parts[1])
+    if lat is None or lon is None:
+        return None
+    # altitude and accuracy are dropped: altitude narrows a rounded point down again in hilly terrain
+    return f"{lat:.{decimals}f} {lon:.{decimals}f}"
+
+
+def round_gps(value: Any, decimals: int) -> Any:
+    """Round a geopoint 'lat lon alt acc' (→ 'lat lon'), 'p1;p2;…' traces/shapes, or [lat, lon]."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        return [None if v is None or _number(v) is None else round(float(v), decimals) for v in value]
+    points = [p for p in str(value).split(";") if p.strip()]
+    rounded = [_round_point(p, decimals) for p in points]
+    if not rounded or any(r is None for r in rounded):
+        return _DROP
+    return ";".join(r for r in rounded if r is not None)
+
+
+def _apply_rule(value: Any, d: _Decision, rule: QuestionRule, ctx: _Ctx) -> Any:
+    a = rule.action
+    if a == "keep":
+        return value
+    if a == "drop":
+        return _DROP
+    if value is None:
+        return None
+    if a == "pseudonymise":
+        return ctx.pseudonymise(value, rule.normalise)
+    if a == "redact":
+        if rule.mode == "drop":
+            return _DROP
+        return redact_text(value) if isinstance(value, str) else _DROP
+    if a == "round_gps":
+        out = round_gps(value, rule.gps_decimals)
+        return ctx.bad(d.xpath) if out is _DROP else out
+    if a == "generalise":
+        if rule.to is not None:
+            m = _DATE_PREFIX.match(str(value))
+            if not m:
+                return ctx.bad(d.xpath)
+            return str(value)[: 7 if rule.to == "month" else 4]
+        x = _number(value)
+        if x is None or rule.bands is None:
+            return ctx.bad(d.xpath)
+        return band_label(x, rule.bands, rule.labels, integer=d.qtype != "decimal")
+    if a in ("top_code", "bottom_code"):
+        x = _number(value)
+        if x is None:
+            return ctx.bad(d.xpath)
+        if a == "top_code" and rule.max is not None and x > rule.max:
+            return _fmt(rule.max)
+        if a == "bottom_code" and rule.min is not None and x < rule.min:
+            return _fmt(rule.min)
+        return value
+    raise AssertionError(f"unhandled action {a}")  # the model's Literal makes this unreachable
+
+
+def _metadata(key: str, value: Any, ctx: _Ctx) -> Any:
+    rule = ctx.policy.metadata_rule(key)
+    assert rule is not None
+    d = _Decision(rule, "metadata", key, "metadata")
+    if key == "_attachments":
+        if rule.action == "drop" or not isinstance(value, list):
+            return _DROP
+        # filenames and URLs embed the owner's username, the rootUuid and device filenames (often names)
+        return [
+            {f: a.get(f) for f in _ATTACHMENT_SAFE_FIELDS if f in a} for a in value if isinstance(a, dict)
+        ]
+    if key in ("_notes", "_tags", "_supplementalDetails"):
+        return value if rule.action == "keep" else _DROP
+    if key == "_geolocation" and rule.action not in ("keep", "drop", "round_gps"):
+        raise _privacy_error(f"metadata {key} accepts keep, drop or round_gps", form=ctx.plan.form, field=key)
+    return _apply_rule(value, d, rule, ctx)
+
+
+def _validation_status(value: Any, ctx: _Ctx) -> Any:
+    if not isinstance(value, dict) or "by_whom" not in value:
+        return value
+    out = {k: v for k, v in value.items() if k != "by_whom"}
+    by_whom = _metadata("_validation_status.by_whom", value["by_whom"], ctx)
+    if by_whom is not _DROP:
+        out["by_whom"] = by_whom
+    return out
+
+
+def _is_repeat(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+
+
+def _unknown(key: str, value: Any, ctx: _Ctx) -> object:
+    kind = "system" if key.startswith("_") else "unknown"
+    if key not in ctx.unknown:
+        ctx.unknown[key] = WithheldQuestion(
+            key, kind, "key is not in the form definition nor a known KoBo field"
+        )
+    return _DROP
+
+
+def _level(obj: dict[str, Any], ctx: _Ctx) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    plan = ctx.plan
+    for key, value in obj.items():
+        new: Any
+        d = plan.by_key.get(key)
+        if key in SAFE_SYSTEM_KEYS or _VERSION_KEY.match(key):
+            new = value
+        elif key == "_validation_status":
+            new = _validation_status(value, ctx)
+        elif d is not None and not (key in plan.repeats and _is_repeat(value)):
+            new = _DROP if d.rule is None else _apply_rule(value, d, d.rule, ctx)
+        elif key in plan.repeats or (_is_repeat(value) and value and key not in METADATA_DEFAULTS):
+            rule = ctx.policy.questions.get(key) or ctx.policy.questions.get(key.rsplit("/", 1)[-1])
+            if rule is not None and rule.action == "drop":
+                new = _DROP
+            elif not _is_repeat(value):
+                new = _unknown(key, value, ctx)
+            else:
+                new = [_level(item, ctx) for item in value]
+        elif key.endswith("_count") and key[: -len("_count")] in plan.repeats:
+            new = value  # generated repeat counts
+        elif key in METADATA_DEFAULTS:
+            new = _metadata(key, value, ctx)
+        else:
+            new = _unknown(key, value, ctx)
+        if new is not _DROP:
+            out[key] = new
+    return out
+
+
+def apply_policy(
+    submissions: list[dict[str, Any]], schema: FormSchema, policy: PrivacyPolicy, key: bytes
+) -> PolicyResult:
+    """Apply the policy to raw KoBo submissions; returns new dicts (inputs are never mutated).
+
+    Raises:
+        PrivacyError: key shorter than 32 bytes; an action that does not fit a question's type; a strict
+            policy with unlisted questions (or keys in the data that the form does not define).
+    """
+    _check_key(key)
+    check_strict(schema, policy)
+    plan = _plan(schema, policy)
+    ctx = _Ctx(policy, bytes(key), plan)
+    out = [_level(s, ctx) for s in submissions]
+    names = sorted(k for k, w in ctx.unknown.items() if w.type != "system")
+    if policy.strict and names:
+        raise _privacy_error(
+            f"the privacy policy is strict and the data has field(s) the form does not define: "
+            f"{', '.join(names)}",
+            form=schema.slug,
+            questions=names,
+        )
+    withheld = plan.withheld + [w for k, w in sorted(ctx.unknown.items())]
+    return PolicyResult(out, withheld, dict(sorted(ctx.invalid.items())), plan.unused_rules)
+
+
+# --- the schema after the policy --------------------------------------------------------------------------
+
+_TO_VARCHAR = frozenset({"pseudonymise", "generalise", "redact"})
+_SYSTEM_METADATA_COLUMNS = {
+    "_submitted_by": "_submitted_by",
+    "_validation_status_by": "_validation_status.by_whom",
+    "_validation_status_by_whom": "_validation_status.by_whom",
+}
+
+
+def apply_policy_to_schema(schema: FormSchema, policy: PrivacyPolicy) -> FormSchema:
+    """The form schema as stored after the policy: removed answers have no column; pseudonymised,
+    generalised and redacted answers are VARCHAR (their geo parts / choice flags disappear)."""
+    plan = _plan(schema, policy)
+    removed: set[str] = set()
+    retyped: set[str] = set()
+    for key, d in plan.by_key.items():
+        q = schema.questions.get(key)
+        names = {key, d.xpath, *(q.xpaths if q else ())}
+        if d.rule is None or d.rule.action == "drop" or (d.rule.action == "redact" and d.rule.mode == "drop"):
+            removed |= names
+        elif d.rule.action in _TO_VARCHAR:
+            retyped |= names
+    dropped_tables = {
+        t.name
+        for t in schema.tables.values()
+        if t.parent is not None
+        and (r := policy.questions.get(t.xpath) or policy.questions.get(t.name))
+        and r.action == "drop"
+    }
+    changed = True
+    while changed:  # nested repeats go with their parent
+        before = len(dropped_tables)
+        dropped_tables |= {t.name for t in schema.tables.values() if t.parent in dropped_tables}
+        changed = len(dropped_tables) != before
+    bridge = {f"{q.column}__selected" for k, q in schema.questions.items() if k in removed | retyped}
+    dropped_tables |= {n for n in schema.tables if n in bridge}
+
+    tables: dict[str, TableSchema] = {}
+    for name, t in schema.tables.items():
+        if name in dropped_tables:
+            continue
+        cols: list[ColumnSpec] = []
+        for c in t.columns:
+            meta_key = _SYSTEM_METADATA_COLUMNS.get(c.name) if c.question is None else None
+            if meta_key is not None:
+                rule = policy.metadata_rule(meta_key)
+                if rule is not None and rule.action == "drop":
+                    continue
+                cols.append(c)
+            elif c.question in removed:
+                continue
+            elif c.question in retyped:
+                if c.role in ("geo_part", "choice_flag"):
+                    continue
+                cols.append(dataclasses.replace(c, duckdb_type="VARCHAR"))
+            else:
+                cols.append(c)
+        tables[name] = dataclasses.replace(t, columns=cols)
+    questions: dict[str, Question] = {}
+    for key, q in schema.questions.items():
+        if key in removed or q.table in dropped_tables:
+            continue
+        questions[key] = dataclasses.replace(q, type="text", list_name=None) if key in retyped else q
+    return dataclasses.replace(schema, tables=tables, questions=questions)
+
+
+# --- suggesting a policy for `kobo-etl add-form` ----------------------------------------------------------
+
+_AGE_WORDS = frozenset({"age", "ages", "edad", "idade", "عمر", "العمر"})
+_BIRTH_WORDS = frozenset(
+    {"dob", "birth", "birthdate", "birthday", "naissance", "nacimiento", "nascimento", "ميلاد", "الميلاد"}
+)
+_QI_WORDS = frozenset(
+    {
+        "sex",
+        "gender",
+        "sexe",
+        "genre",
+        "sexo",
+        "genero",
+        "admin",
+        "admin1",
+        "admin2",
+        "admin3",
+        "region",
+        "district",
+        "province",
+        "county",
+        "camp",
+        "block",
+        "commune",
+        "village",
+        "displacement",
+        "displaced",
+        "nationality",
+        "nationalite",
+        "nacionalidad",
+        "ethnicity",
+        "ethnie",
+        "disability",
+        "handicap",
+    }
+)
+_YAML_PLAIN_KEY = re.compile(r"^[A-Za-z_][\w./-]*$")
+_YAML_RESERVED = frozenset({"yes", "no", "on", "off", "true", "false", "null", "y", "n", "~"})
+
+
+def _yaml_key(key: str) -> str:
+    if _YAML_PLAIN_KEY.match(key) and key.lower() not in _YAML_RESERVED:
+        return key
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _flow(rule: dict[str, Any]) -> str:
+    if list(rule) == ["action"]:
+        return str(rule["action"])
+    parts = []
+    for k, v in rule.items():
+        text = "[" + ", ".join(_fmt(x) for x in v) + "]" if isinstance(v, list) else str(v)
+        parts.append(f"{k}: {text}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _suggest_rule(q: Question) -> tuple[dict[str, Any], str]:
+    t = q.type
+    cats = risky_categories(q.name, q.labels)
+    words = set(tokens_of(q))
+    seen = ", ".join(f"{c} in {w}" for c, w in sorted(cats.items()))
+    if t in GEO_TYPES:
+        return {
+            "action": "round_gps",
+            "decimals": 2,
+        }, f"{t}: 2 decimals ≈ 1.1 km; prefer admin/camp codes and drop"
+    if t in MEDIA_TYPES:
+        return {"action": "drop"}, f"{t}: photos/recordings identify people; file names often contain names"
+    if t in NUMERIC_TYPES and words & _AGE_WORDS:
+        return (
+            {"action": "generalise", "bands": [0, 5, 18, 60]},
+            "age: bands keep analysis possible and hide rare exact ages; adjust the bands to the DPIA",
+        )
+    if t in DATE_TYPES and words & _BIRTH_WORDS:
+        return {"action": "generalise", "to": "year"}, "date of birth: year only"
+    if t in TEXT_LIKE_TYPES | NUMERIC_TYPES and cats:
+        if "phone" in cats:
+            return {
+                "action": "pseudonymise",
+                "normalise": "phone",
+            }, f"looks like a phone number ({seen}); set default_country_code"
+        if "id" in cats or t == "barcode":
+            return {
+                "action": "pseudonymise",
+                "normalise": "id",
+            }, f"looks like an ID number ({seen}): keyed pseudonym keeps linkage"
+        if "email" in cats:
+            return {"action": "pseudonymise", "normalise": "id"}, f"looks like an e-mail ({seen})"
+        if t in NUMERIC_TYPES:
+            return {"action": "keep"}, f"closed type {t} (name/label mention {seen}; check)"
+        if "name" in cats:
+            return (
+                {"action": "drop"},
+                f"looks like a person's name ({seen}); pseudonymise (normalise: name) for linkage",
+            )
+        return {"action": "drop"}, f"looks like an address or location ({seen}); keep admin codes instead"
+    if t == "barcode":
+        return {"action": "pseudonymise", "normalise": "id"}, "barcodes usually encode ID cards"
+    if t in ("text", "string"):
+        return (
+            {"action": "drop"},
+            "free text: dropped by default; `redact` masks phones/e-mails/ID numbers (names are NOT caught)",
+        )
+    if t in CLOSED_TYPES:
+        return {"action": "keep"}, f"closed type {t}"
+    return {"action": "drop"}, f"open or unknown type {t}"
+
+
+def tokens_of(q: Question) -> list[str]:
+    """Word tokens of a question's name and every label (for suggestion heuristics)."""
+    out = tokens(q.name)
+    for label in q.labels.values():
+        out += tokens(label or "")
+    return out
+
+
+def suggest_policy(schema: FormSchema) -> str:
+    """The body of a form's `privacy:` block, commented, for the IM officer to review (`kobo-etl add-form`).
+
+    Every question gets a suggested action with its reason; metadata questions are listed as comments
+    because their defaults already apply. Top-level keys start in column 0 (the caller indents them under
+    `privacy:`); `PrivacyPolicy.model_validate(yaml.safe_load(text))` accepts it.
+    """
+    unique: dict[str, Question] = {}
+    for q in schema.questions.values():
+        if q.type not in STRUCTURE_TYPES:
+            unique.setdefault(q.xpath, q)
+    name_count: dict[str, int] = {}
+    for q in unique.values():
+        name_count[q.name] = name_count.get(q.name, 0) + 1
+    lines = [
+        f"# Suggested by kobo-etl for form {schema.slug!r} from its definition. Review every line with the",
+        "# data protection focal point; see docs/privacy.md. Questions not listed here are kept only if",
+        "# their type is closed (select, integer, decimal, date, calculate); other ones are withheld.",
+        "strict: false  # true: a question without an entry stops the sync instead of being withheld",
+        'default_country_code: null  # e.g. "254": 0712…, +254 712… and 254712… get one pseudonym',
+        "dpia_ref: null  # the DPIA that covers this form",
+        "sensitivity: null  # ISP sensitivity class, e.g. restricted",
+        "k_threshold: 5  # risk report: each quasi-identifier combination shared by ≥ k records",
+        "amber_k: 3",
+        "global_risk_green: 0.03  # HDX practice: < 3 % global risk",
+        "global_risk_amber: 0.05",
+        "small_cell_threshold: 5  # indicator cells with fewer records are published empty",
+    ]
+    qi = [
+        q.column
+        for q in unique.values()
+        if q.table == MAIN_TABLE
+        and (
+            (q.type.startswith("select_one") and set(tokens_of(q)) & _QI_WORDS)
+            or (q.type in NUMERIC_TYPES and set(tokens_of(q)) & _AGE_WORDS)
+        )
+    ]
+    hint = (
+        f"  # candidates: [{', '.join(qi)}]" if qi else "  # what a neighbour or local authority could know"
+    )
+    lines.append("quasi_identifiers: []" + hint)
+    lines.append("questions:")
+    metadata_lines = []
+    for q in unique.values():
+        if q.type in METADATA_TYPES:
+            rule = METADATA_DEFAULTS[METADATA_TYPES[q.type]]
+            metadata_lines.append(f"#   {METADATA_TYPES[q.type]}: {_flow(rule)}  (question {q.xpath})")
+            continue
+        key = q.name if name_count[q.name] == 1 else q.xpath
+        rule, reason = _suggest_rule(q)
+        lines.append(f"  {_yaml_key(key)}: {_flow(rule)}  # {reason}")
+        if q.or_other:
+            lines.append(f"  {_yaml_key(key + '_other')}: drop  # 'other, specify' free text")
+    if len(lines) and lines[-1] == "questions:":
+        lines[-1] = "questions: {}"
+    lines.append("metadata: {}  # KoBo metadata defaults apply; override a key here to change one:")
+    for mkey, rule in METADATA_DEFAULTS.items():
+        lines.append(f"#   {mkey}: {_flow(rule)}")
+    if metadata_lines:
+        lines.append("# metadata questions in this form (handled by the defaults above):")
+        lines += metadata_lines
+    return "\n".join(lines) + "\n"
