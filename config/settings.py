@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     kobo_token: SecretStr | None = Field(None, validation_alias="KOBO_TOKEN")
     data_dir: Path = Field(Path("data"), validation_alias="KOBO_ETL_DATA_DIR")
     forms_dir: Path = Field(Path("config/forms"), validation_alias="KOBO_ETL_FORMS_DIR")
+    indicators_file: Path = Field(Path("config/indicators.yaml"), validation_alias="KOBO_ETL_INDICATORS_FILE")
     pseudonymisation_key: SecretStr | None = Field(None, validation_alias="KOBO_ETL_PSEUDONYMISATION_KEY")
     allow_insecure_http: bool = Field(False, validation_alias="KOBO_ETL_ALLOW_INSECURE_HTTP")
     request_timeout_s: float = Field(60.0, validation_alias="KOBO_ETL_REQUEST_TIMEOUT")

@@ -30,8 +30,10 @@ def prepare_demo_forms(server: DemoKoboServer, forms_dir: Path) -> list[Path]:
     )
     paths = [household]
     client = make_client(load_settings(kobo_url=server.url, kobo_token=server.token))
-    for uid in server.fixture_uids_with_data():
-        paths.append(add_form(client, forms_dir, uid, slug=f"kobo_{uid.lower()}"))
+    for asset in client.iter_assets():  # the real recorded forms the demo server also serves
+        uid = asset["uid"]
+        if uid != server.household_uid and asset.get("has_deployment") and asset.get("deployment__submission_count"):
+            paths.append(add_form(client, forms_dir, uid))
     return paths
 
 

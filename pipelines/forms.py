@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from config import slugify
-from connectors import KoboClient
+from connectors import FormNotFound, KoboClient
 from transforms import to_form_schema
 from transforms.privacy import suggest_policy
+
+log = logging.getLogger("kobo_etl.forms")
 
 
 def fetch_versions(client: KoboClient, asset_uid: str, cache_dir: Path | None = None) -> dict[str, dict]:
@@ -19,7 +22,12 @@ def fetch_versions(client: KoboClient, asset_uid: str, cache_dir: Path | None = 
         if cached is not None and cached.exists():
             versions[item["uid"]] = json.loads(cached.read_text(encoding="utf-8"))
             continue
-        content = client.get_version(asset_uid, item["uid"]).get("content") or {}
+        try:
+            content = client.get_version(asset_uid, item["uid"]).get("content") or {}
+        except FormNotFound:
+            # seen on servers where an old version was purged: its submissions are read with the newest one
+            log.warning("%s: version %s could not be read; using the newest version for it", asset_uid, item["uid"])
+            continue
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from config import ConfigError, EtlError, FormConfig, Settings, load_form_configs
 from connectors import KoboClient
+from pipelines.checks import publish_outputs
 from pipelines.sync import SyncSummary, sync_form
 from warehouse import connect
 
@@ -58,6 +59,7 @@ def run_sync(
     full: bool = False,
     client: KoboClient | None = None,
     wait_s: float = 0,
+    outputs: bool = True,
 ) -> RunResult:
     """Sync the given forms (all configured ones by default), then publish and report.
 
@@ -74,6 +76,16 @@ def run_sync(
             except EtlError as exc:
                 log.error("%s: %s", form.slug, exc)
                 result.errors.append(f"{form.slug}: {exc}")
+        synced = [f for f in forms if any(s.form == f.slug for s in result.summaries)]
+        if outputs and synced:
+            by_slug = {s.form: s for s in result.summaries}
+            result.errors += publish_outputs(
+                con,
+                settings,
+                synced,
+                hfc={k: s.hfc for k, s in by_slug.items() if s.hfc is not None},
+                schemas={k: s.schema for k, s in by_slug.items() if s.schema is not None},
+            )
     return result
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +16,8 @@ import duckdb
 from config import FormConfig, Settings
 from config.privacy import PrivacyPolicy
 from connectors import KoboClient, SubmissionPage
+from expectations import HfcReport
+from pipelines.checks import check_form
 from pipelines.forms import fetch_versions
 from transforms import to_form_schema, to_label_tables, to_tables
 from transforms.model import FormSchema
@@ -63,9 +65,12 @@ class SyncSummary:
     bytes: int = 0
     error: str | None = None
     tables: list[str] = field(default_factory=list)
+    # for the report at the end of the run; not part of the serialised summary
+    schema: FormSchema | None = field(default=None, repr=False, compare=False)
+    hfc: HfcReport | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in ("schema", "hfc")}
 
     def lines(self) -> list[str]:
         """A short plain-language summary for the terminal and the flow result."""
@@ -100,7 +105,7 @@ def load_form_context(client: KoboClient, form: FormConfig, key: bytes, cache_di
     asset = client.get_asset(form.asset_uid)
     versions = fetch_versions(client, form.asset_uid, cache_dir / form.slug / "versions")
     raw_schema = to_form_schema(asset, versions, form.slug)
-    policy = PrivacyPolicy.model_validate(form.privacy)
+    policy = form.privacy
     check_strict(raw_schema, policy)
     return FormContext(form, raw_schema, apply_policy_to_schema(raw_schema, policy), policy, key)
 
@@ -112,9 +117,13 @@ def load_pages(
     summary: SyncSummary,
     *,
     advance_watermark: bool,
-) -> None:
-    """Privacy → flatten → upsert, one transaction per page (data and watermark move together)."""
+) -> list[int]:
+    """Privacy → flatten → upsert, one transaction per page (data and watermark move together).
+
+    Returns the ids loaded.
+    """
     withheld: set[str] = set(summary.withheld)
+    loaded: list[int] = []
     for page in pages:
         summary.requests += 1
         summary.bytes += page.nbytes
@@ -140,10 +149,12 @@ def load_pages(
         summary.inserted += counts.inserted
         summary.updated += counts.updated
         summary.quarantined += len(batch.quarantine)
+        loaded.extend(batch.submission_ids)
         log.info(
             "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, len(page.results), page.last_id
         )
     summary.withheld = sorted(withheld)
+    return loaded
 
 
 def iter_manifest(client: KoboClient, form: FormConfig, until_id: int) -> Iterator[SubmissionPage]:
@@ -158,7 +169,7 @@ def iter_manifest(client: KoboClient, form: FormConfig, until_id: int) -> Iterat
 
 def sweep(
     con: duckdb.DuckDBPyConnection, client: KoboClient, ctx: FormContext, until_id: int, summary: SyncSummary
-) -> None:
+) -> list[int]:
     """Find edits, late arrivals and deletions among already-synced ids and apply them."""
     manifest = read_manifest(con, ctx.config.slug)
     local = dict(
@@ -180,14 +191,15 @@ def sweep(
             if local.get(sid) != (row.get("_uuid"), status):
                 changed.append(sid)
     deleted = sorted(set(local) - seen)
-    for start in range(0, len(changed), REFETCH_BATCH):
-        ids = changed[start : start + REFETCH_BATCH]
-        pages = client.iter_submission_pages(ctx.config.asset_uid, ids=ids, page_size=REFETCH_BATCH)
-        load_pages(con, ctx, pages, summary, advance_watermark=False)
+    loaded: list[int] = []
+    if changed:
+        pages = client.iter_submission_pages(ctx.config.asset_uid, ids=changed, page_size=REFETCH_BATCH)
+        loaded = load_pages(con, ctx, pages, summary, advance_watermark=False)
     if deleted:
         delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
         summary.deleted += len(deleted)
         log.info("%s: %d submissions deleted on the server", ctx.config.slug, len(deleted))
+    return loaded
 
 
 def sync_form(
@@ -197,7 +209,7 @@ def sync_form(
     client: KoboClient,
     *,
     full: bool = False,
-    after_load: Callable[[duckdb.DuckDBPyConnection, FormContext, SyncSummary], None] | None = None,
+    checks: bool = True,
 ) -> SyncSummary:
     """Sync one form into the warehouse. Never raises for expected errors: the summary carries them."""
     started = time.monotonic()
@@ -211,17 +223,19 @@ def sync_form(
         write_labels(con, ctx.schema, to_label_tables(ctx.schema))
         create_label_views(con, ctx.schema)
         watermark = None if full else get_watermark(con, form.slug)
+        loaded: list[int] = []
         if watermark is not None and form.sync.sweep:
-            sweep(con, client, ctx, watermark, summary)
+            loaded += sweep(con, client, ctx, watermark, summary)
         pages = client.iter_submission_pages(form.asset_uid, after_id=watermark, page_size=form.sync.page_size)
-        load_pages(con, ctx, pages, summary, advance_watermark=True)
+        loaded += load_pages(con, ctx, pages, summary, advance_watermark=True)
         if full:
             _drop_missing_after_full(con, client, ctx, summary)
         summary.server_count = client.count_submissions(form.asset_uid)
         summary.warehouse_count = count_submissions(con, form.slug)
         summary.tables = sorted(ctx.schema.tables)
-        if after_load is not None:
-            after_load(con, ctx, summary)
+        summary.schema = ctx.schema
+        if checks:
+            summary.checks_failed, summary.hfc = check_form(con, form, ctx.schema, loaded, summary.run_id)
         if summary.server_count != summary.warehouse_count:
             log.warning(
                 "%s: the server reports %s submissions but the warehouse holds %s",

@@ -57,7 +57,9 @@ class Question:
     list_name: str | None = None
     required: bool = False
     relevant: str | None = None
+    group_relevant: str | None = None  # `relevant` of the enclosing groups/repeats, joined with "and"
     constraint: str | None = None
+    parameters: str | None = None  # e.g. a range question's "start=0 end=10 step=1"
     group_path: str = ""
     labels: dict[str, str] = field(default_factory=dict)  # language -> label
     hints: dict[str, str] = field(default_factory=dict)

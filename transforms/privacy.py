@@ -594,7 +594,9 @@ def apply_policy_to_schema(schema: FormSchema, policy: PrivacyPolicy) -> FormSch
     for key, q in schema.questions.items():
         if key in removed or q.table in dropped_tables:
             continue
-        questions[key] = dataclasses.replace(q, type="text", list_name=None) if key in retyped else q
+        questions[key] = (
+            dataclasses.replace(q, type="text", list_name=None, constraint=None) if key in retyped else q
+        )
     return dataclasses.replace(schema, tables=tables, questions=questions)
 
 

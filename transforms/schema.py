@@ -123,7 +123,9 @@ class _Row:
     or_other: bool = False
     required: bool = False
     relevant: str | None = None
+    group_relevant: str | None = None
     constraint: str | None = None
+    parameters: str | None = None
     repeat_count: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     hints: dict[str, str] = field(default_factory=dict)
@@ -260,6 +262,7 @@ def _parse_content(content: dict, form: str, vuid: str) -> list[_Row]:
         raise FormContentError(form, vuid, "it has no survey list")
     translations = _translations(content)
     stack: list[tuple[str, str]] = []  # (name, begin_group|begin_repeat)
+    stack_relevant: list[str | None] = []  # the `relevant` of each open group/repeat, aligned with stack
     rows: list[_Row] = []
     for raw in survey:
         if not isinstance(raw, dict):
@@ -268,12 +271,14 @@ def _parse_content(content: dict, form: str, vuid: str) -> list[_Row]:
         if rtype in ("end_group", "end_repeat"):
             if stack:  # tolerate one stray end row rather than refusing the whole form
                 stack.pop()
+                stack_relevant.pop()
             continue
         name = str(raw.get("name") or raw.get("$autoname") or "")
         if rtype in ("begin_group", "begin_repeat"):
             if not name:
                 name = f"group_{raw.get('$kuid') or len(rows)}"
             stack.append((name, rtype))
+            stack_relevant.append(raw.get("relevant") or None)
         if not name or name in _SKIP_NAMES or rtype in ("note", "xml-external", "csv-external"):
             continue
         path = "/".join(n for n, _ in stack) if rtype in ("begin_group", "begin_repeat") else None
@@ -289,6 +294,8 @@ def _parse_content(content: dict, form: str, vuid: str) -> list[_Row]:
                 parent_repeat = "/".join(repeat_parts)
         if rtype == "begin_group":
             continue
+        enclosing = stack_relevant[:-1] if rtype == "begin_repeat" else stack_relevant
+        group_relevant = " and ".join(f"({r})" for r in enclosing if r) or None
         row = _Row(
             kind="repeat" if rtype == "begin_repeat" else "question",
             name=name,
@@ -301,7 +308,9 @@ def _parse_content(content: dict, form: str, vuid: str) -> list[_Row]:
             or_other=bool(or_other or raw.get("_or_other")),
             required=raw.get("required") in (True, "true", "yes", "true()", "TRUE", "True"),
             relevant=raw.get("relevant") or None,
+            group_relevant=group_relevant,
             constraint=raw.get("constraint") or None,
+            parameters=str(raw["parameters"]) if raw.get("parameters") not in (None, "") else None,
             repeat_count=str(raw["repeat_count"]) if raw.get("repeat_count") not in (None, "") else None,
             labels=_translated(raw, "label", translations),
             hints=_translated(raw, "hint", translations),
@@ -421,7 +430,9 @@ def _build_columns(
             list_name=newest.list_name,
             required=newest.required,
             relevant=newest.relevant,
+            group_relevant=newest.group_relevant,
             constraint=newest.constraint,
+            parameters=newest.parameters,
             group_path=newest.group_path,
             labels=dict(newest.labels),
             hints=dict(newest.hints),
