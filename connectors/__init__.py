@@ -1,0 +1,23 @@
+"""KoBo API client (pages as generators), its errors, and the KoBo-compatible demo server."""
+
+from connectors.client import KoboClient, SubmissionPage, redact_url
+from connectors.demo_server import DemoKoboServer
+from connectors.errors import (
+    BadPayload,
+    BadRequest,
+    FormNotDeployed,
+    FormNotFound,
+    InsecureUrl,
+    KoboError,
+    KoboUnavailable,
+    PermissionDenied,
+    TokenRejected,
+    error_for_status,
+)
+
+__all__ = [
+    "KoboClient", "SubmissionPage", "redact_url",
+    "KoboError", "TokenRejected", "PermissionDenied", "FormNotFound", "FormNotDeployed", "BadRequest",
+    "BadPayload", "InsecureUrl", "KoboUnavailable", "error_for_status",
+    "DemoKoboServer",
+]
