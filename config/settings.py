@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(60.0, validation_alias="KOBO_ETL_REQUEST_TIMEOUT")
     max_retry_s: float = Field(300.0, validation_alias="KOBO_ETL_MAX_RETRY_SECONDS")
     page_size: int = Field(1000, ge=1, le=1000, validation_alias="KOBO_ETL_PAGE_SIZE")
+    # alerts on a failed or red run (pipelines/alerts.py); the webhook URL embeds a secret, hence SecretStr
+    alert_webhook_url: SecretStr | None = Field(None, validation_alias="KOBO_ETL_ALERT_WEBHOOK_URL")
+    smtp_host: str | None = Field(None, validation_alias="KOBO_ETL_SMTP_HOST")
+    smtp_port: int = Field(587, validation_alias="KOBO_ETL_SMTP_PORT")
+    smtp_user: str | None = Field(None, validation_alias="KOBO_ETL_SMTP_USER")
+    smtp_password: SecretStr | None = Field(None, validation_alias="KOBO_ETL_SMTP_PASSWORD")
+    smtp_from: str | None = Field(None, validation_alias="KOBO_ETL_SMTP_FROM")
+    smtp_to: str | None = Field(None, validation_alias="KOBO_ETL_SMTP_TO")  # comma-separated addresses
+    smtp_starttls: bool = Field(True, validation_alias="KOBO_ETL_SMTP_STARTTLS")
 
     @property
     def warehouse_path(self) -> Path:

@@ -6,6 +6,12 @@
     kobo-etl demo                  run the whole pipeline against the bundled demo KoBo server
     kobo-etl demo-server           run the demo KoBo server on a local port
     kobo-etl keygen                print a new random pseudonymisation key
+    kobo-etl status [--json]       per form: last run, result, rows, checks, privacy to-dos, counts
+    kobo-etl schedule              rewrite prefect.yaml from config/forms/ (then `prefect deploy --all`)
+    kobo-etl serve                 run every form on its schedule in this process (Ctrl-C stops)
+    kobo-etl report                rewrite the data-quality report (data/reports/)
+    kobo-etl publish               rewrite the Power BI exports (data/exports/)
+    kobo-etl dictionary <form>     write a codebook (CSV + Markdown) of the form's tables and columns
 """
 
 from __future__ import annotations
@@ -33,8 +39,13 @@ def setup_logging(settings: Settings | None, verbose: bool) -> None:
     root.handlers.clear()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
+    from pipelines.progress import ConsoleFilter, ConsoleFormatter
+
+    tty = sys.stderr.isatty()
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    # on a terminal the progress line is redrawn in place; its records skip the console (not the file)
+    console.setFormatter(ConsoleFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S", tty))
+    console.addFilter(ConsoleFilter(tty))
     root.addHandler(console)
     if settings is not None:
         logs = settings.data_dir / "logs"
@@ -126,6 +137,91 @@ def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from pipelines.run import select_forms
+    from pipelines.status import collect_status, render_text
+
+    report = collect_status(settings, select_forms(settings, args.forms or None), live=args.live)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_text(report))
+    return EXIT_RED if report.red else EXIT_OK
+
+
+def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.run import select_forms
+    from pipelines.schedule import write_prefect_yaml
+
+    forms = select_forms(settings, None)
+    path = write_prefect_yaml(Path(args.out), forms)
+    print(f"wrote {path}: {len(forms)} scheduled deployment(s) and sync-all")
+    for f in forms:
+        paused = "" if f.schedule.active else " (paused)"
+        print(f"  sync-{f.slug}: {f.schedule.cron} ({f.schedule.timezone}){paused}")
+    print("Next: `prefect deploy --all`, then `prefect worker start --pool kobo-etl` (see docs/operations.md)")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.run import select_forms
+    from pipelines.serve import serve_forms
+
+    forms = select_forms(settings, args.forms or None)
+    settings.require_token()  # fail now, not at the first tick hours later
+    settings.require_key()
+    serve_forms(forms, limit=args.limit)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from expectations import write_report
+    from pipelines.run import select_forms
+    from warehouse import connect
+
+    forms = select_forms(settings, args.forms or None)
+    with connect(settings.warehouse_path, wait_s=args.wait) as con:
+        index = write_report(con, settings.data_dir / "reports", forms)
+    print(f"wrote {index}")
+    return EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.checks import publish_outputs
+    from pipelines.run import select_forms
+    from warehouse import connect
+
+    forms = select_forms(settings, args.forms or None)
+    with connect(settings.warehouse_path, wait_s=args.wait) as con:
+        errors = publish_outputs(con, settings, forms)
+    print(f"published {len(forms)} form(s) to {settings.data_dir / 'exports'}")
+    for error in errors:
+        print(f"FAILED {error}", file=sys.stderr)
+    return EXIT_RED if errors else EXIT_OK
+
+
+def cmd_dictionary(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.dictionary import write_codebook
+    from pipelines.run import select_forms
+    from pipelines.status import open_read_only
+
+    form = select_forms(settings, [args.form])[0]
+    con, source, note = open_read_only(settings)
+    if con is None:
+        print(f"error: {note}", file=sys.stderr)
+        return EXIT_RED
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    out = Path(args.out) if args.out else settings.data_dir / "exports" / form.slug
+    with con:
+        paths = write_codebook(con, form.slug, out)
+    for path in paths:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kobo-etl", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="HTTP detail (tokens redacted)")
@@ -156,6 +252,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_server)
 
     sub.add_parser("keygen", help="print a new random pseudonymisation key").set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("status", help="per form: last run, result, rows, checks, privacy to-dos")
+    p.add_argument("forms", nargs="*", help="form slugs (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--live", action="store_true", help="also ask the KoBo server for its current counts")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("schedule", help="rewrite prefect.yaml from config/forms/")
+    p.add_argument("--out", default="prefect.yaml", help="where to write (default: ./prefect.yaml)")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("serve", help="run every form on its schedule in this process (Ctrl-C stops)")
+    p.add_argument("forms", nargs="*", help="form slugs (default: all)")
+    p.add_argument("--limit", type=int, default=1, help="runs at the same time (default 1: one warehouse)")
+    p.set_defaults(func=cmd_serve)
+
+    for name, func, text in (
+        ("report", cmd_report, "rewrite the data-quality report in data/reports/"),
+        ("publish", cmd_publish, "rewrite the Power BI exports in data/exports/"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("forms", nargs="*", help="form slugs (default: all)")
+        p.add_argument("--wait", type=float, default=0, help="seconds to wait if a sync holds the warehouse")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("dictionary", help="write a codebook (CSV + Markdown) of a form's tables and columns")
+    p.add_argument("form", help="form slug")
+    p.add_argument("--out", help="folder for codebook.csv and codebook.md (default: data/exports/<form>/)")
+    p.set_defaults(func=cmd_dictionary)
     return parser
 
 

@@ -8,15 +8,26 @@ counts only. Secrets are read from env/.env inside the run, never passed as para
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
+from prefect.concurrency.sync import concurrency
 from prefect.states import Completed, Failed, State
 
 from config import load_settings
 from pipelines.run import RunResult, run_sync
+from pipelines.schedule import server_limit_name
 
 
 @task(name="sync forms", persist_result=False, retries=0)
 def sync_forms_task(slugs: list[str] | None, full: bool) -> RunResult:
+    # run_sync sends the alerts of a red run (pipelines/alerts.py); no second alert from a flow hook
     return run_sync(load_settings(), slugs, full=full, wait_s=600)
+
+
+def _run(slugs: list[str] | None, full: bool) -> State:
+    """Hold a slot of the KoBo server's global concurrency limit (if created) while syncing."""
+    # strict=False: without the limit (the default) runs are not capped, nothing fails
+    with concurrency(server_limit_name(load_settings().kobo_url), occupy=1, strict=False):
+        result = sync_forms_task(slugs=slugs, full=full)
+    return _final_state(result)
 
 
 def _final_state(result: RunResult) -> State:
@@ -39,10 +50,10 @@ def _final_state(result: RunResult) -> State:
 @flow(name="sync-form", persist_result=False, log_prints=False)
 def sync_form(slug: str, full: bool = False) -> State:
     """Sync one configured form (by its slug) into the warehouse."""
-    return _final_state(sync_forms_task(slugs=[slug], full=full))
+    return _run([slug], full)
 
 
 @flow(name="sync-all", persist_result=False, log_prints=False)
 def sync_all(full: bool = False) -> State:
     """Sync every form in config/forms/."""
-    return _final_state(sync_forms_task(slugs=None, full=full))
+    return _run(None, full)

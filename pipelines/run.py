@@ -8,7 +8,9 @@ from pathlib import Path
 
 from config import ConfigError, EtlError, FormConfig, Settings, load_form_configs
 from connectors import KoboClient
+from pipelines.alerts import alert_exception, alert_run
 from pipelines.checks import publish_outputs
+from pipelines.progress import SyncProgress
 from pipelines.sync import SyncSummary, sync_form
 from warehouse import connect
 
@@ -21,6 +23,15 @@ class RunResult:
 
     summaries: list[SyncSummary] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: slug → error message / error class name of forms whose sync raised (for alerts and status)
+    failures: dict[str, str] = field(default_factory=dict)
+    error_types: dict[str, str] = field(default_factory=dict)
+
+    def error_items(self) -> list[tuple[str, str]]:
+        """(form, message) per error; errors not tied to one form (indicators) come as ('indicators', …)."""
+        items = list(self.failures.items())
+        tied = {f"{slug}: {msg}" for slug, msg in items}
+        return items + [("indicators", e) for e in self.errors if e not in tied]
 
     @property
     def failed(self) -> bool:
@@ -60,22 +71,46 @@ def run_sync(
     client: KoboClient | None = None,
     wait_s: float = 0,
     outputs: bool = True,
+    progress: bool = True,
+    alerts: bool = True,
+    checks: bool = True,
 ) -> RunResult:
     """Sync the given forms (all configured ones by default), then publish and report.
 
-    Expected errors (EtlError) of one form are recorded and the other forms still sync.
+    Expected errors (EtlError) of one form are recorded and the other forms still sync. A red run sends
+    the configured alerts (pipelines/alerts.py) unless `alerts=False`; so does a run that cannot start
+    because the warehouse is locked or the token/key is missing. `progress` shows pages, rate and ETA.
+    `checks=False` skips the GX/HFC checks (tests and quick resyncs).
     """
     forms = select_forms(settings, slugs)
-    settings.require_key()  # stop before fetching anything when the key is missing
-    client = client or make_client(settings)
+    try:
+        settings.require_key()  # stop before fetching anything when the key is missing
+        client = client or make_client(settings)
+        con = connect(settings.warehouse_path, wait_s=wait_s)
+    except EtlError as exc:
+        if alerts:
+            alert_exception(settings, exc, [f.slug for f in forms])
+        raise
     result = RunResult()
-    with connect(settings.warehouse_path, wait_s=wait_s) as con:
+    with con:
         for form in forms:
+            bar = SyncProgress(form.slug) if progress else None
             try:
-                result.summaries.append(sync_form(settings, form, con, client, full=full))
+                result.summaries.append(
+                    sync_form(settings, form, con, client, full=full, checks=checks, progress=bar)
+                )
             except EtlError as exc:
                 log.error("%s: %s", form.slug, exc)
                 result.errors.append(f"{form.slug}: {exc}")
+                result.failures[form.slug] = str(exc)
+                result.error_types[form.slug] = type(exc).__name__
+            except Exception as exc:  # a bug, not an expected error: tell someone, then crash as before
+                if alerts:
+                    alert_exception(settings, exc, [form.slug])
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
         synced = [f for f in forms if any(s.form == f.slug for s in result.summaries)]
         if outputs and synced:
             by_slug = {s.form: s for s in result.summaries}
@@ -86,6 +121,8 @@ def run_sync(
                 hfc={k: s.hfc for k, s in by_slug.items() if s.hfc is not None},
                 schemas={k: s.schema for k, s in by_slug.items() if s.schema is not None},
             )
+        if alerts:
+            alert_run(settings, result, con)
     return result
 
 

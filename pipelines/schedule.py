@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -17,20 +18,41 @@ HEADER = """\
 """
 
 WORK_POOL = {"name": "kobo-etl", "work_queue_name": "default"}
+ENTRYPOINT_FORM = "pipelines/flows.py:sync_form"
+ENTRYPOINT_ALL = "pipelines/flows.py:sync_all"
+
+
+def deployment_name(form: FormConfig) -> str:
+    return f"sync-{form.slug}"
+
+
+def form_tags(form: FormConfig) -> list[str]:
+    return ["kobo-etl", form.slug]
+
+
+def server_limit_name(kobo_url: str) -> str:
+    """The Prefect global concurrency limit that caps parallel syncs against one KoBo server.
+
+    Create it once with `prefect gcl create kobo-server-<host> --limit 2`; without it runs are not capped.
+    """
+    host = urlsplit(kobo_url).hostname or "unknown"
+    return f"kobo-server-{host}"
 
 
 def deployment_for(form: FormConfig) -> dict:
     """One deployment of the sync-form flow for a form, with the schedule from its YAML."""
     return {
-        "name": f"sync-{form.slug}",
+        "name": deployment_name(form),
         "description": f"Sync the KoBo form '{form.name or form.slug}' into the warehouse",
-        "entrypoint": "pipelines/flows.py:sync_form",
+        "entrypoint": ENTRYPOINT_FORM,
         "parameters": {"slug": form.slug},
         "work_pool": dict(WORK_POOL),
         "schedules": [
             {"cron": form.schedule.cron, "timezone": form.schedule.timezone, "active": form.schedule.active}
         ],
-        "tags": ["kobo-etl", form.slug],
+        "tags": form_tags(form),
+        # one run of a form at a time: a slow sync is not overtaken by its next tick
+        "concurrency_limit": 1,
     }
 
 
@@ -43,7 +65,7 @@ def render_prefect_yaml(forms: list[FormConfig]) -> str:
             {
                 "name": "sync-all",
                 "description": "Sync every configured form (run by hand from the Prefect UI or CLI)",
-                "entrypoint": "pipelines/flows.py:sync_all",
+                "entrypoint": ENTRYPOINT_ALL,
                 "parameters": {"full": False},
                 "work_pool": dict(WORK_POOL),
                 "tags": ["kobo-etl"],

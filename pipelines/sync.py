@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -117,8 +117,12 @@ def load_pages(
     summary: SyncSummary,
     *,
     advance_watermark: bool,
+    on_page: Callable[[SubmissionPage], None] | None = None,
 ) -> list[int]:
     """Privacy → flatten → upsert, one transaction per page (data and watermark move together).
+
+    `on_page` (e.g. a `pipelines.progress.SyncProgress`) is called after each page is loaded; it then
+    reports the page, so the per-page log line drops to DEBUG.
 
     Returns the ids loaded.
     """
@@ -150,9 +154,12 @@ def load_pages(
         summary.updated += counts.updated
         summary.quarantined += len(batch.quarantine)
         loaded.extend(batch.submission_ids)
-        log.info(
-            "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, len(page.results), page.last_id
+        log.log(
+            logging.DEBUG if on_page else logging.INFO,
+            "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, len(page.results), page.last_id,
         )
+        if on_page is not None:
+            on_page(page)
     summary.withheld = sorted(withheld)
     return loaded
 
@@ -210,8 +217,12 @@ def sync_form(
     *,
     full: bool = False,
     checks: bool = True,
+    progress: Callable[[SubmissionPage], None] | None = None,
 ) -> SyncSummary:
-    """Sync one form into the warehouse. Never raises for expected errors: the summary carries them."""
+    """Sync one form into the warehouse. Never raises for expected errors: the summary carries them.
+
+    `progress` is called after each page of new submissions (not for the sweep's re-fetches).
+    """
     started = time.monotonic()
     summary = SyncSummary(form=form.slug)
     summary.run_id = start_run(con, form.slug)
@@ -227,7 +238,7 @@ def sync_form(
         if watermark is not None and form.sync.sweep:
             loaded += sweep(con, client, ctx, watermark, summary)
         pages = client.iter_submission_pages(form.asset_uid, after_id=watermark, page_size=form.sync.page_size)
-        loaded += load_pages(con, ctx, pages, summary, advance_watermark=True)
+        loaded += load_pages(con, ctx, pages, summary, advance_watermark=True, on_page=progress)
         if full:
             _drop_missing_after_full(con, client, ctx, summary)
         summary.server_count = client.count_submissions(form.asset_uid)

@@ -1,0 +1,623 @@
+"""End-to-end benchmark of `kobo-etl sync` against the demo KoBo server, with the floor in the same run.
+
+    .venv/bin/python bench/run.py --submissions 10000 [--latency-ms L] [--no-checks] [--concurrency K]
+                                  [--incremental] [--startup] [--json results.json]
+
+The demo server runs in a separate process (its own GIL: generating pages must not slow the sync down),
+with N generated household submissions. The sync is the real `pipelines.run.run_sync` into a fresh data
+folder; stages are timed from outside by wrapping the module-level functions `pipelines/sync.py` and
+`pipelines/checks.py` call (in this process only). The floor is fetching the same pages (keyset on `_id`,
+1 000 per page, plain `requests`) and reading them with DuckDB's JSON reader, nothing else. Figures are for
+reading by people: benchmarks are never timed assertions in tests (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEMO_KEY = "DEMO-KEY-not-secret-do-not-use-for-real-data-0123456789"
+
+
+# ------------------------------------------------------------------------------------ the server process
+
+
+def _server_main(conn: Any, households: int, seed: int) -> None:
+    """Run DemoKoboServer in this process and answer commands from the benchmark over a pipe."""
+    from connectors.demo_server import DemoKoboServer
+
+    times: list[float] = []
+
+    class TimedServer(DemoKoboServer):
+        def _record(self, entry: Any) -> None:  # keep when each request was answered, for start-up timing
+            times.append(time.time())
+            super()._record(entry)
+
+    srv = TimedServer(households=households, seed=seed, include_fixtures=False)
+    srv.start()
+    conn.send({"url": srv.url, "token": srv.token, "uid": srv.household_uid})
+    while True:
+        cmd, args = conn.recv()
+        if cmd == "stop":
+            srv.stop()
+            conn.send(None)
+            return
+        if cmd == "faults":
+            srv.set_faults(**args)
+            conn.send(None)
+        elif cmd == "mark":  # position in the request log
+            conn.send(len(srv.requests))
+        elif cmd == "since":  # (requests, bytes, first request time) since a mark
+            log = srv.requests[args:]
+            kinds: dict[str, list[int]] = {}
+            for e in log:
+                kind = "asset"
+                if "/data" in e.path:
+                    q = e.query
+                    kind = ("data: fields " + q["fields"] if "fields" in q else
+                            "data: $in re-fetch" if "$in" in q.get("query", "") else "data: full records")
+                elif "/versions" in e.path:
+                    kind = "versions"
+                k = kinds.setdefault(kind, [0, 0])
+                k[0] += 1
+                k[1] += e.nbytes
+            first = times[args] if len(times) > args else None
+            conn.send((len(log), sum(e.nbytes for e in log), first, kinds))
+        elif cmd == "edit":  # edit a fraction of the submissions (new _uuid, same _id)
+            coll = srv._assets[srv.household_uid].collection
+            n = max(1, int(coll.size * args))
+            step = max(1, coll.size // n)
+            ids = [coll._id_at(i) for i in range(0, coll.size, step)][:n]
+            for _id in ids:
+                srv.edit_submission(srv.household_uid, _id, {})
+            conn.send(len(ids))
+        else:
+            conn.send(RuntimeError(f"unknown command {cmd}"))
+
+
+class ServerProcess:
+    """The demo server in a child process, driven over a pipe."""
+
+    def __init__(self, households: int, seed: int = 7) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_server_main, args=(child, households, seed), daemon=True)
+        self._proc.start()
+        info = self._conn.recv()
+        self.url, self.token, self.uid = info["url"], info["token"], info["uid"]
+
+    def call(self, cmd: str, args: Any = None) -> Any:
+        self._conn.send((cmd, args))
+        return self._conn.recv()
+
+    def since(self, mark: int) -> tuple[int, int, float | None]:
+        n, nbytes, first, kinds = self.call("since", mark)
+        self.last_kinds = kinds
+        return n, nbytes, first
+
+    def close(self) -> None:
+        self.call("stop")
+        self._proc.join(5)
+
+
+# ------------------------------------------------------------------------------------ memory
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS since the last reset) of this process, in MB, from /proc."""
+    cur = hwm = 0.0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+    return cur, hwm
+
+
+def reset_peak() -> None:
+    """Reset VmHWM to the current RSS (Linux: writing 5 to clear_refs), so peaks can be taken per phase."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------------------------ stage timing
+
+
+class Stages:
+    """Accumulated seconds per stage; wrappers installed on the modules sync.py and checks.py call into."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.peaks: dict[str, float] = {}
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, module: Any, name: str, stage: str) -> None:
+        original = getattr(module, name)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - t0
+
+        self._saved.append((module, name, original))
+        setattr(module, name, timed)
+
+    def wrap_pages(self, client: Any, concurrency: int) -> None:
+        """Time the client's page generator (only while the sync waits for the next page)."""
+        original = client.iter_submission_pages
+        # a plain flag, not thread-local: the concurrent iterator's worker threads call back in
+        local = argparse.Namespace(busy=False)
+        stages = self
+
+        def pages(uid: str, **kwargs: Any) -> Iterator[Any]:
+            plain = not any(kwargs.get(k) is not None for k in ("ids", "fields", "until_id"))
+            if concurrency > 1 and plain and not getattr(local, "busy", False):
+                local.busy = True  # the concurrent iterator calls back into iter_submission_pages
+                try:
+                    it = client.iter_submission_pages_concurrent(
+                        uid, after_id=kwargs.get("after_id"), workers=concurrency,
+                        page_size=kwargs.get("page_size", 1000),
+                    )
+                    yield from stages._timed_iter(it, "fetch")
+                finally:
+                    local.busy = False
+                return
+            if getattr(local, "busy", False):
+                yield from original(uid, **kwargs)
+                return
+            stage = "fetch" if plain else "fetch (manifest/refetch)"
+            yield from stages._timed_iter(original(uid, **kwargs), stage)
+
+        client.iter_submission_pages = pages
+
+    def _timed_iter(self, it: Iterator[Any], stage: str) -> Iterator[Any]:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                self.seconds[stage] += time.perf_counter() - t0
+                return
+            self.seconds[stage] += time.perf_counter() - t0
+            yield item
+
+    def restore(self) -> None:
+        for module, name, original in reversed(self._saved):
+            setattr(module, name, original)
+        self._saved.clear()
+
+
+def install_stage_timers(stages: Stages) -> None:
+    import pipelines.checks as checks
+    import pipelines.run as run
+    import pipelines.sync as sync
+
+    stages.wrap(sync, "load_form_context", "setup (asset, versions, schema)")
+    stages.wrap(sync, "ensure_tables", "setup (asset, versions, schema)")
+    stages.wrap(sync, "write_labels", "setup (asset, versions, schema)")
+    stages.wrap(sync, "create_label_views", "setup (asset, versions, schema)")
+    stages.wrap(sync, "apply_policy", "privacy")
+    stages.wrap(sync, "to_tables", "flatten/cast")
+    stages.wrap(sync, "upsert_batch", "load")
+    stages.wrap(sync, "delete_submissions", "load")
+    stages.wrap(sync, "read_manifest", "sweep (compare manifest)")
+    stages.wrap(sync, "count_submissions", "counts")
+    # check_form: GX on the loaded rows, HFCs, disclosure risk; the rest of check_form is bookkeeping
+    stages.wrap(checks, "build_suite", "validation: GX")
+    stages.wrap(checks, "validate_frame", "validation: GX")
+    stages.wrap(checks, "failed_rows", "validation: GX")
+    stages.wrap(checks, "run_hfc", "validation: HFC")
+    stages.wrap(checks, "disclosure_risk", "validation: risk")
+    stages.wrap(checks, "write_dq_run", "validation: write results")
+    stages.wrap(checks, "flag_rows", "validation: write results")
+    stages.wrap(sync, "check_form", "validation (total)")
+    stages.wrap(checks, "compute_indicators", "indicators")
+    stages.wrap(checks, "publish", "publish (exports)")
+    stages.wrap(checks, "write_report", "report")
+    stages.wrap(run, "publish_outputs", "outputs (total)")
+
+    # peak memory per phase: reset the high-water mark around the checks and the outputs
+    def peak_around(module: Any, name: str, phase: str, before: str) -> None:
+        original = getattr(module, name)
+
+        @functools.wraps(original)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            stages.peaks[before] = max(stages.peaks.get(before, 0.0), rss_mb()[1])
+            reset_peak()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                stages.peaks[phase] = max(stages.peaks.get(phase, 0.0), rss_mb()[1])
+                reset_peak()
+
+        setattr(module, name, wrapped)
+        stages._saved.append((module, name, original))
+
+    peak_around(sync, "check_form", "validation", "fetch+load")
+    peak_around(run, "publish_outputs", "outputs", "fetch+load")
+
+
+# ------------------------------------------------------------------------------------ the sync
+
+
+def prepare(server: ServerProcess, work: Path) -> Any:
+    """Settings for a fresh data folder, with only the demo household survey configured."""
+    from config import load_settings
+    from pipelines.demo import DEMO_FORM_CONFIG
+
+    forms = work / "forms"
+    forms.mkdir(parents=True, exist_ok=True)
+    # the household survey's reviewed config as pipelines.demo.prepare_demo_forms writes it (no fixture forms)
+    (forms / "household_survey.yaml").write_text(
+        DEMO_FORM_CONFIG.read_text(encoding="utf-8").replace("{{ASSET_UID}}", server.uid), encoding="utf-8"
+    )
+    return load_settings(
+        kobo_url=server.url,
+        kobo_token=server.token,
+        data_dir=work / "data",
+        forms_dir=forms,
+        indicators_file=REPO / "config" / "indicators.yaml",
+        pseudonymisation_key=DEMO_KEY,
+    )
+
+
+def sync_kwargs(run_sync: Callable[..., Any], checks: bool) -> dict[str, Any]:
+    """`run_sync` keywords for a benchmark: checks and outputs on or off, no progress bar, no alerts."""
+    import inspect
+
+    params = inspect.signature(run_sync).parameters
+    wanted = {"outputs": checks, "checks": checks, "progress": False, "alerts": False}
+    missing = [k for k in ("outputs", "checks") if k not in params]
+    if missing:
+        raise SystemExit(f"pipelines.run.run_sync has no {missing} parameter: the benchmark needs it")
+    return {k: v for k, v in wanted.items() if k in params}
+
+
+def run_one_sync(settings: Any, server: ServerProcess, *, checks: bool, concurrency: int) -> dict[str, Any]:
+    """One `run_sync` with stage timers; returns seconds per stage, requests, bytes and peaks."""
+    import pipelines.run as run
+
+    stages = Stages()
+    install_stage_timers(stages)
+    client = run.make_client(settings)
+    stages.wrap_pages(client, concurrency)
+    kwargs = sync_kwargs(run.run_sync, checks)
+    mark = server.call("mark")
+    reset_peak()
+    t0 = time.perf_counter()
+    try:
+        result = run.run_sync(settings, client=client, **kwargs)
+    finally:
+        stages.restore()
+    wall = time.perf_counter() - t0
+    stages.peaks["sync (whole)"] = max([rss_mb()[1], *stages.peaks.values()])
+    requests_n, nbytes, _ = server.since(mark)
+    s = result.summaries[0]
+    if result.errors or s.status == "failed":
+        raise SystemExit(f"the sync failed: {result.errors or s.error}")
+    return {
+        "wall_s": wall,
+        "stages": dict(stages.seconds),
+        "peaks_mb": dict(stages.peaks),
+        "requests": requests_n,
+        "bytes": nbytes,
+        "fetched": s.fetched,
+        "inserted": s.inserted,
+        "updated": s.updated,
+        "warehouse_count": s.warehouse_count,
+        "sync_form_s": s.duration_s,
+        "by_request_kind": server.last_kinds,
+    }
+
+
+def warehouse_rows(settings: Any) -> dict[str, int]:
+    import duckdb
+
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        names = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema='household_survey' "
+            "AND table_type='BASE TABLE' ORDER BY 1").fetchall()]
+        return {n: con.execute(f'SELECT count(*) FROM household_survey."{n}"').fetchone()[0] for n in names}
+    finally:
+        con.close()
+
+
+# ------------------------------------------------------------------------------------ the floor
+
+_COUNT = re.compile(rb'"count":\s*(\d+)')
+_RESULTS = b'"results":'
+
+
+def run_floor(server: ServerProcess, work: Path) -> dict[str, Any]:
+    """Keyset pages of 1 000 with plain requests, the `results` arrays sliced out unparsed and written to
+    disk, then one DuckDB `read_json` of all of them into a table. Nothing else (no typing, no privacy)."""
+    import duckdb
+    import requests
+
+    pages_dir = work / "floor_pages"
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    session = requests.Session()
+    headers = {"Authorization": f"Token {server.token}", "Accept": "application/json"}
+    url = f"{server.url}/api/v2/assets/{server.uid}/data/"
+    mark = server.call("mark")
+    reset_peak()
+    t0 = time.perf_counter()
+    high: int | None = None
+    n_pages = 0
+    while True:
+        params: dict[str, Any] = {"format": "json", "limit": 1000, "start": 0, "sort": '{"_id":1}'}
+        if high is not None:
+            params["query"] = json.dumps({"_id": {"$gt": high}})
+        body = session.get(url, params=params, headers=headers, timeout=60).content
+        count = int(_COUNT.search(body, 0, 200).group(1))
+        cut = body.index(_RESULTS) + len(_RESULTS)
+        results = body[cut:-1]  # DRF writes `results` last
+        if results.strip() == b"[]":
+            break
+        (pages_dir / f"{n_pages:06d}.json").write_bytes(results)
+        n_pages += 1
+        # the last submission's `_id` is the last `"_id":` key in the page (repeats have no `_id`)
+        pos = results.rindex(b'"_id":') + 6
+        high = int(re.match(rb"\s*(\d+)", results[pos:pos + 30]).group(1))
+        if count <= 1000:
+            break
+    fetch_s = time.perf_counter() - t0
+    con = duckdb.connect(str(work / "floor.duckdb"))
+    t1 = time.perf_counter()
+    sql = ("CREATE OR REPLACE TABLE raw AS SELECT * FROM read_json(?, format='array', "
+           "maximum_object_size=67108864{})")
+    fallback = False
+    try:
+        con.execute(sql.format(""), [str(pages_dir / "*.json")])
+    except duckdb.InvalidInputException:
+        # the type detected on the first pages' sample does not fit a later page (seen at 500 000): detect
+        # each page on its own and unify; slower, so the floor is then an upper bound (reported)
+        fallback = True
+        con.execute(sql.format(", union_by_name=true"), [str(pages_dir / "*.json")])
+    rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    con.close()
+    read_s = time.perf_counter() - t1
+    requests_n, nbytes, _ = server.since(mark)
+    shutil.rmtree(pages_dir, ignore_errors=True)
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "fetch_s": fetch_s,
+        "read_s": read_s,
+        "rows": rows,
+        "requests": requests_n,
+        "bytes": nbytes,
+        "peak_mb": rss_mb()[1],
+        "read_fallback_union_by_name": fallback,
+    }
+
+
+def run_fetch_only(server: ServerProcess, settings: Any, concurrency: int) -> dict[str, Any]:
+    """Only the client's page iterator (parsed pages, no processing): sequential or concurrent."""
+    import pipelines.run as run
+
+    client = run.make_client(settings)
+    mark = server.call("mark")
+    t0 = time.perf_counter()
+    if concurrency > 1:
+        it = client.iter_submission_pages_concurrent(server.uid, workers=concurrency)
+    else:
+        it = client.iter_submission_pages(server.uid)
+    rows = sum(len(p.results) for p in it)
+    wall = time.perf_counter() - t0
+    requests_n, nbytes, _ = server.since(mark)
+    return {"wall_s": wall, "rows": rows, "requests": requests_n, "bytes": nbytes}
+
+
+# ------------------------------------------------------------------------------------ start-up
+
+
+def measure_startup(prefect: bool) -> dict[str, Any]:
+    """`kobo-etl sync` of a small form in a new process: process start to the first request, and total."""
+    server = ServerProcess(households=200)
+    work = Path(tempfile.mkdtemp(prefix="kobo-bench-startup-"))
+    try:
+        settings = prepare(server, work)
+        env = {
+            **os.environ,
+            "KOBO_URL": server.url,
+            "KOBO_TOKEN": server.token,
+            "KOBO_ETL_DATA_DIR": str(settings.data_dir),
+            "KOBO_ETL_FORMS_DIR": str(settings.forms_dir),
+            "KOBO_ETL_INDICATORS_FILE": str(settings.indicators_file),
+            "KOBO_ETL_PSEUDONYMISATION_KEY": DEMO_KEY,
+        }
+        env.pop("PREFECT_API_URL", None)
+        cmd = [str(REPO / ".venv" / "bin" / "kobo-etl"), "sync"] + (["--prefect"] if prefect else [])
+        mark = server.call("mark")
+        t0 = time.time()
+        proc = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True, timeout=300)
+        total = time.time() - t0
+        _, _, first = server.since(mark)
+        return {
+            "prefect": prefect,
+            "exit": proc.returncode,
+            "to_first_request_s": (first - t0) if first else None,
+            "total_s": total,
+        }
+    finally:
+        server.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ reporting
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0], "nproc": str(os.cpu_count())}
+    with open("/proc/meminfo") as f:
+        out["ram"] = f"{int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB"
+    for pkg in ("duckdb", "pyarrow", "prefect", "great_expectations", "pandas", "orjson"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "-"
+    return out
+
+
+def print_report(res: dict[str, Any]) -> None:
+    n = res["submissions"]
+    full = res["sync"]
+    floor = res["floor"]
+    print(f"\n== kobo-etl sync benchmark: {n} submissions, latency {res['latency_ms']} ms/request, "
+          f"concurrency {res['concurrency']}, checks {'on' if res['checks'] else 'off'} ==")
+    print(f"   {res['machine']}")
+    print(f"{'stage':38} {'seconds':>8}")
+    for stage, sec in sorted(full["stages"].items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:36} {sec:8.2f}")
+    print(f"  {'sync wall time':36} {full['wall_s']:8.2f}   ({n / full['wall_s']:,.0f} submissions/s)")
+    print(f"  requests {full['requests']}, bytes {full['bytes'] / 1e6:,.1f} MB, rows {res.get('rows')}")
+    print("  peak RSS (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in full["peaks_mb"].items()))
+    print(f"floor: {floor['wall_s']:.2f} s (fetch {floor['fetch_s']:.2f} s + DuckDB read_json "
+          f"{floor['read_s']:.2f} s), "
+          f"{floor['requests']} requests, {floor['bytes'] / 1e6:,.1f} MB, {floor['rows']} rows, "
+          f"peak RSS {floor['peak_mb']:,.0f} MB"
+          + (" [read_json needed union_by_name: the floor is an upper bound]"
+             if floor.get("read_fallback_union_by_name") else ""))
+    ratio = full["wall_s"] / floor["wall_s"]
+    target = 1.5 if not res["checks"] else 3.0
+    print(f"sync / floor = {ratio:.2f}x (target <= {target}x {'without' if not res['checks'] else 'with'} "
+          f"checks and publishing): {'MET' if ratio <= target else 'NOT MET'}")
+    if "sync_no_checks" in res:
+        nc = res["sync_no_checks"]
+        by_time = sorted(nc["stages"].items(), key=lambda kv: -kv[1])
+        print("without checks: " + ", ".join(f"{k} {v:.2f}" for k, v in by_time)
+              + f"; wall {nc['wall_s']:.2f} s, peak RSS {nc['peaks_mb']['sync (whole)']:,.0f} MB")
+        r2 = nc["wall_s"] / floor["wall_s"]
+        print(f"sync without checks/publishing / floor = {r2:.2f}x (target <= 1.5x): "
+              f"{'MET' if r2 <= 1.5 else 'NOT MET'}")
+    if "incremental" in res:
+        inc = res["incremental"]
+        print(f"incremental, nothing new: {inc['nothing_new']['requests']} requests, "
+              f"{inc['nothing_new']['bytes'] / 1e6:,.2f} MB = {inc['nothing_new_pct']:.2f}% "
+              "of the full sync's bytes "
+              f"(target < 5%), {inc['nothing_new']['wall_s']:.2f} s")
+        print(f"   by request kind (requests, bytes): {inc['nothing_new']['by_request_kind']}")
+        print(f"incremental, {inc['edited']} edited (1%): {inc['one_pct']['requests']} requests, "
+              f"{inc['one_pct']['bytes'] / 1e6:,.2f} MB, {inc['one_pct']['wall_s']:.2f} s, "
+              f"updated {inc['one_pct']['updated']}")
+    for f in res.get("fetch_only", []):
+        print(f"fetch only (client, parsed pages), concurrency {f['concurrency']}: {f['wall_s']:.2f} s, "
+              f"{f['rows'] / f['wall_s']:,.0f} rows/s, {f['requests']} requests")
+    for s in res.get("startup", []):
+        print(f"start-up `kobo-etl sync{' --prefect' if s['prefect'] else ''}` (200 submissions): "
+              f"first request after {s['to_first_request_s']:.2f} s, whole command {s['total_s']:.2f} s, "
+              f"exit {s['exit']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--submissions", type=int, default=10_000)
+    p.add_argument("--latency-ms", type=int, default=0, help="server latency per request")
+    p.add_argument("--members", type=int, default=None,
+                   help="members per household (the demo server has no such option yet: refused)")
+    p.add_argument("--no-checks", action="store_true", help="skip validation, indicators, publishing, report")
+    p.add_argument("--concurrency", type=int, default=1, help="concurrent page fetches")
+    p.add_argument("--also-no-checks", action="store_true", help="also run a second sync without checks")
+    p.add_argument("--incremental", action="store_true", help="then: nothing new, 1%% edited")
+    p.add_argument("--fetch-only", action="store_true",
+                   help="also time the client's page iterator alone, sequential and --concurrency")
+    p.add_argument("--startup", action="store_true", help="also time `kobo-etl sync` start-up")
+    p.add_argument("--keep", action="store_true", help="keep the data folder")
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    if args.members is not None:
+        p.error("--members: DemoKoboServer has no members-per-household option (about 4 per household)")
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kobo_etl").setLevel(logging.WARNING)
+
+    res: dict[str, Any] = {
+        "submissions": args.submissions,
+        "latency_ms": args.latency_ms,
+        "concurrency": args.concurrency,
+        "checks": not args.no_checks,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": versions(),
+    }
+    server = ServerProcess(args.submissions)
+    work = Path(tempfile.mkdtemp(prefix="kobo-bench-", dir=os.environ.get("BENCH_TMP")))
+    try:
+        if args.latency_ms:
+            server.call("faults", {"latency_ms": args.latency_ms})
+        settings = prepare(server, work)
+        # import the pipeline before timing: start-up is measured separately (--startup)
+        import pipelines.run  # noqa: F401
+
+        res["sync"] = run_one_sync(settings, server, checks=not args.no_checks, concurrency=args.concurrency)
+        res["rows"] = warehouse_rows(settings)
+        save(res, args.json)  # long runs: keep what is measured even if a later phase fails
+        if args.incremental:
+            full_bytes = res["sync"]["bytes"]
+            nothing = run_one_sync(settings, server, checks=not args.no_checks, concurrency=args.concurrency)
+            edited = server.call("edit", 0.01)
+            one = run_one_sync(settings, server, checks=not args.no_checks, concurrency=args.concurrency)
+            res["incremental"] = {
+                "nothing_new": nothing,
+                "nothing_new_pct": 100 * nothing["bytes"] / full_bytes,
+                "edited": edited,
+                "one_pct": one,
+            }
+        if args.also_no_checks and not args.no_checks:
+            settings2 = prepare(server, work / "nochecks")
+            res["sync_no_checks"] = run_one_sync(settings2, server, checks=False,
+                                                 concurrency=args.concurrency)
+        res["floor"] = run_floor(server, work)
+        if args.fetch_only:
+            res["fetch_only"] = [
+                {"concurrency": k, **run_fetch_only(server, settings, k)}
+                for k in sorted({1, max(1, args.concurrency)})
+            ]
+    finally:
+        server.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
+    if args.startup:
+        res["startup"] = [measure_startup(False), measure_startup(True)]
+    print_report(res)
+    save(res, args.json)
+    return 0
+
+
+def save(res: dict[str, Any], path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

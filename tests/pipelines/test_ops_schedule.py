@@ -1,0 +1,99 @@
+"""`kobo-etl schedule`: prefect.yaml in step with config/forms/, accepted by Prefect's own YAML model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
+from prefect.flows import Flow, load_flow_from_entrypoint
+
+from config import load_form_configs
+from config.forms import FormConfig, write_form_config
+from pipelines import cli
+from pipelines.schedule import render_prefect_yaml, server_limit_name
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET_WORDS = ("token", "key", "password", "secret", "webhook")
+
+
+@pytest.fixture
+def forms_dir(tmp_path):
+    d = tmp_path / "forms"
+    write_form_config(d, FormConfig(slug="household_survey", asset_uid="aHH1", name="Households",
+                                    schedule={"cron": "15 6 * * 1-5", "timezone": "Africa/Nairobi"}))
+    write_form_config(d, FormConfig(slug="market_prices", asset_uid="aMP2",
+                                    schedule={"cron": "0 */2 * * *", "timezone": "Asia/Dhaka", "active": False}))
+    return d
+
+
+def _scheduled(doc: dict) -> dict[str, dict]:
+    return {d["name"]: d for d in doc["deployments"] if d["name"] != "sync-all"}
+
+
+def test_schedule_command_writes_one_deployment_per_form(forms_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KOBO_ETL_FORMS_DIR", str(forms_dir))
+    monkeypatch.setenv("KOBO_ETL_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "prefect.yaml"
+    assert cli.main(["schedule", "--out", str(out)]) == cli.EXIT_OK
+    assert "sync-market_prices: 0 */2 * * * (Asia/Dhaka) (paused)" in capsys.readouterr().out
+    doc = yaml.safe_load(out.read_text(encoding="utf-8"))
+    forms = {f.slug: f for f in load_form_configs(forms_dir)}
+    deployments = _scheduled(doc)
+    assert sorted(deployments) == [f"sync-{slug}" for slug in sorted(forms)]
+    for slug, form in forms.items():
+        dep = deployments[f"sync-{slug}"]
+        assert dep["parameters"] == {"slug": slug}
+        assert dep["schedules"] == [
+            {"cron": form.schedule.cron, "timezone": form.schedule.timezone, "active": form.schedule.active}
+        ]
+        assert dep["work_pool"]["name"] == "kobo-etl"
+        assert dep["entrypoint"] == "pipelines/flows.py:sync_form"
+    all_dep = next(d for d in doc["deployments"] if d["name"] == "sync-all")
+    assert all_dep["entrypoint"] == "pipelines/flows.py:sync_all" and "schedules" not in all_dep
+
+
+def test_entrypoints_are_flows_with_matching_parameters(forms_dir):
+    doc = yaml.safe_load(render_prefect_yaml(load_form_configs(forms_dir)))
+    for dep in doc["deployments"]:
+        path, _, name = dep["entrypoint"].partition(":")
+        assert (REPO / path).is_file()
+        flow = load_flow_from_entrypoint(str(REPO / path) + ":" + name)
+        assert isinstance(flow, Flow)
+        # every parameter given is one the flow accepts (prefect deploy enforces the schema)
+        assert set(dep["parameters"]) <= set(flow.parameters.properties)
+
+
+def test_parameters_carry_no_secrets(forms_dir):
+    text = render_prefect_yaml(load_form_configs(forms_dir))
+    doc = yaml.safe_load(text)
+    for dep in doc["deployments"]:
+        for name, value in dep["parameters"].items():
+            assert not any(w in name.lower() for w in SECRET_WORDS)
+            assert isinstance(value, (str, bool))
+
+
+def test_prefect_accepts_the_file(forms_dir):
+    """The same pydantic model `prefect deploy` validates prefect.yaml with (offline, no server)."""
+    raw = yaml.safe_load(render_prefect_yaml(load_form_configs(forms_dir)))
+    model = PrefectYamlModel.model_validate(raw)
+    assert [d.name for d in model.deployments] == ["sync-all", "sync-household_survey", "sync-market_prices"]
+    hh = model.deployments[1]
+    assert hh.work_pool.name == "kobo-etl" and hh.concurrency_limit == 1
+    (sched,) = hh.schedules
+    assert isinstance(sched, RawScheduleConfig)
+    assert (sched.cron, sched.timezone, sched.active) == ("15 6 * * 1-5", "Africa/Nairobi", True)
+    assert model.deployments[2].schedules[0].active is False
+
+
+def test_checked_in_prefect_yaml_is_a_valid_prefect_file():
+    raw = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+    assert any(d.name == "sync-all" for d in PrefectYamlModel.model_validate(raw).deployments)
+
+
+def test_server_limit_name_is_per_host():
+    assert server_limit_name("https://kf.kobotoolbox.org") == "kobo-server-kf.kobotoolbox.org"
+    assert server_limit_name("https://kobo.humanitarianresponse.info/") == (
+        "kobo-server-kobo.humanitarianresponse.info"
+    )
