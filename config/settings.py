@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,7 @@ class Settings(BaseSettings):
     kobo_token: SecretStr | None = Field(None, validation_alias="KOBO_TOKEN")
     data_dir: Path = Field(Path("data"), validation_alias="KOBO_ETL_DATA_DIR")
     forms_dir: Path = Field(Path("config/forms"), validation_alias="KOBO_ETL_FORMS_DIR")
+    export_format: Literal["parquet", "csv"] = Field("parquet", validation_alias="KOBO_ETL_EXPORT_FORMAT")
     indicators_file: Path = Field(Path("config/indicators.yaml"), validation_alias="KOBO_ETL_INDICATORS_FILE")
     pseudonymisation_key: SecretStr | None = Field(None, validation_alias="KOBO_ETL_PSEUDONYMISATION_KEY")
     allow_insecure_http: bool = Field(False, validation_alias="KOBO_ETL_ALLOW_INSECURE_HTTP")

@@ -27,34 +27,11 @@ from pathlib import Path
 
 from config import EtlError, load_settings
 from config.settings import Settings
+from pipelines.logs import setup_logging
 
 log = logging.getLogger("kobo_etl")
 
 EXIT_OK, EXIT_RED, EXIT_USAGE = 0, 1, 2
-
-
-def setup_logging(settings: Settings | None, verbose: bool) -> None:
-    """One line per step on the console; a rotated file in data/logs/. HTTP detail only with --verbose."""
-    root = logging.getLogger("kobo_etl")
-    root.handlers.clear()
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
-    from pipelines.progress import ConsoleFilter, ConsoleFormatter
-
-    tty = sys.stderr.isatty()
-    console = logging.StreamHandler(sys.stderr)
-    # on a terminal the progress line is redrawn in place; its records skip the console (not the file)
-    console.setFormatter(ConsoleFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S", tty))
-    console.addFilter(ConsoleFilter(tty))
-    root.addHandler(console)
-    if settings is not None:
-        logs = settings.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        file = logging.handlers.RotatingFileHandler(
-            logs / "kobo-etl.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
-        )
-        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        root.addHandler(file)
 
 
 def print_table(rows: list[dict], columns: Sequence[str]) -> None:
@@ -194,6 +171,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from warehouse import connect
 
     forms = select_forms(settings, args.forms or None)
+    if args.format:
+        settings = settings.model_copy(update={"export_format": args.format})
     with connect(settings.warehouse_path, wait_s=args.wait) as con:
         errors = publish_outputs(con, settings, forms)
     print(f"published {len(forms)} form(s) to {settings.data_dir / 'exports'}")
@@ -275,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("forms", nargs="*", help="form slugs (default: all)")
         p.add_argument("--wait", type=float, default=0, help="seconds to wait if a sync holds the warehouse")
+        if name == "publish":
+            p.add_argument("--format", choices=["parquet", "csv"], help="default: KOBO_ETL_EXPORT_FORMAT or parquet")
         p.set_defaults(func=func)
 
     p = sub.add_parser("dictionary", help="write a codebook (CSV + Markdown) of a form's tables and columns")

@@ -12,6 +12,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.states import Completed, Failed, State
 
 from config import load_settings
+from pipelines.logs import setup_logging
 from pipelines.run import RunResult, run_sync
 from pipelines.schedule import server_limit_name
 
@@ -19,7 +20,9 @@ from pipelines.schedule import server_limit_name
 @task(name="sync forms", persist_result=False, retries=0)
 def sync_forms_task(slugs: list[str] | None, full: bool) -> RunResult:
     # run_sync sends the alerts of a red run (pipelines/alerts.py); no second alert from a flow hook
-    return run_sync(load_settings(), slugs, full=full, wait_s=600)
+    settings = load_settings()
+    setup_logging(settings, verbose=False)
+    return run_sync(settings, slugs, full=full, wait_s=600)
 
 
 def _run(slugs: list[str] | None, full: bool) -> State:
