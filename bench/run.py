@@ -227,7 +227,7 @@ def install_stage_timers(stages: Stages) -> None:
     stages.wrap(sync, "count_submissions", "counts")
     # check_form: GX on the loaded rows, HFCs, disclosure risk; the rest of check_form is bookkeeping
     stages.wrap(checks, "build_suite", "validation: GX")
-    stages.wrap(checks, "validate_frame", "validation: GX")
+    stages.wrap(checks, "validate_table", "validation: GX")
     stages.wrap(checks, "failed_rows", "validation: GX")
     stages.wrap(checks, "run_hfc", "validation: HFC")
     stages.wrap(checks, "disclosure_risk", "validation: risk")
@@ -263,7 +263,7 @@ def install_stage_timers(stages: Stages) -> None:
 # ------------------------------------------------------------------------------------ the sync
 
 
-def prepare(server: ServerProcess, work: Path) -> Any:
+def prepare(server: ServerProcess, work: Path, concurrency: int = 3) -> Any:
     """Settings for a fresh data folder, with only the demo household survey configured."""
     from config import load_settings
     from pipelines.demo import DEMO_FORM_CONFIG
@@ -271,9 +271,10 @@ def prepare(server: ServerProcess, work: Path) -> Any:
     forms = work / "forms"
     forms.mkdir(parents=True, exist_ok=True)
     # the household survey's reviewed config as pipelines.demo.prepare_demo_forms writes it (no fixture forms)
-    (forms / "household_survey.yaml").write_text(
-        DEMO_FORM_CONFIG.read_text(encoding="utf-8").replace("{{ASSET_UID}}", server.uid), encoding="utf-8"
-    )
+    text = DEMO_FORM_CONFIG.read_text(encoding="utf-8").replace("{{ASSET_UID}}", server.uid)
+    # the form's sync.concurrency decides how many pages are fetched at once
+    text = text.replace("page_size: 1000", f"page_size: 1000\n  concurrency: {concurrency}")
+    (forms / "household_survey.yaml").write_text(text, encoding="utf-8")
     return load_settings(
         kobo_url=server.url,
         kobo_token=server.token,
@@ -572,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.latency_ms:
             server.call("faults", {"latency_ms": args.latency_ms})
-        settings = prepare(server, work)
+        settings = prepare(server, work, args.concurrency)
         # import the pipeline before timing: start-up is measured separately (--startup)
         import pipelines.run  # noqa: F401
 
@@ -591,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                 "one_pct": one,
             }
         if args.also_no_checks and not args.no_checks:
-            settings2 = prepare(server, work / "nochecks")
+            settings2 = prepare(server, work / "nochecks", args.concurrency)
             res["sync_no_checks"] = run_one_sync(settings2, server, checks=False,
                                                  concurrency=args.concurrency)
         res["floor"] = run_floor(server, work)

@@ -42,6 +42,9 @@ class SyncOptions(BaseModel):
     page_size: int = Field(1000, ge=1, le=1000)
     deletions: Literal["delete", "soft"] = "delete"
     sweep: bool = True  # compare the server's id manifest every run: finds edits, deletions, late arrivals
+    # requests in flight at once for new submissions and the manifest sweep; 1 = sequential. Kept low: the
+    # KoBo server is shared (kf.kobotoolbox.org throttles with 429, which the client honours)
+    concurrency: int = Field(3, ge=1, le=8)
 
 
 class FormConfig(BaseModel):

@@ -41,6 +41,10 @@ ID_BATCH = 500  # ids per `$in` re-fetch: keeps the URL well under proxy limits 
 ASSET_PAGE_SIZE = 100
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 PAYLOAD_RETRIES = 2  # a truncated or non-JSON body is retried this many times before BadPayload
+# rows a concurrent slice is sized for, as a share of a page: an overfull slice costs a second request in
+# its worker (the window hides it), an underfull one costs requests for every slice (0.75: 40 requests for
+# 30 pages, 2.0x; 0.9: see bench/README.md)
+SLICE_FILL = 0.9
 _SAFE_QUERY_KEYS = frozenset({"format", "limit", "start"})  # shown in logs; every other value is redacted
 
 
@@ -355,16 +359,6 @@ class KoboClient:
         )
         return int(data["count"])
 
-    def _first_after(self, uid: str, after_id: int | None) -> tuple[int, int | None]:
-        """The count of submissions above `after_id` and the lowest such `_id` (None when there is none)."""
-        params: dict[str, Any] = {"limit": 1, "fields": '["_id"]', "sort": '{"_id":1}'}
-        if after_id is not None:
-            params["query"] = orjson.dumps({"_id": {"$gt": int(after_id)}}).decode()
-        data, _ = self._get_json(URLS["data"].format(uid=uid), params, form=uid, last_id=after_id,
-                                 check=_check_envelope)
-        results = data["results"]
-        return int(data["count"]), (int(results[0]["_id"]) if results else None)
-
     def max_submission_id(self, uid: str) -> int | None:
         """Return the highest `_id` of form `uid`, or None when it has no submissions."""
         data, _ = self._get_json(
@@ -462,67 +456,111 @@ class KoboClient:
         *,
         after_id: int | None = None,
         max_id: int | None = None,
+        until_id: int | None = None,
         workers: int = 3,
         page_size: int = 1000,
         fields: list[str] | None = None,
     ) -> Iterator[SubmissionPage]:
         """Yield the same pages as `iter_submission_pages`, fetching disjoint `_id` ranges concurrently.
 
-        The range (after_id, max_id] is cut into slices of about `page_size` rows; up to `workers` slices are
-        fetched at once (a polite bound for a shared server) and pages are yielded in `_id` order. What
-        arrived above `max_id` meanwhile is then fetched sequentially, so nothing is missed.
+        The first page is fetched alone (together with the highest-`_id` probe when needed); it is yielded
+        before any other request, and its `count` sizes the rest: the range above it is cut into slices of
+        about `SLICE_FILL` of a page, so a slice rarely needs a second request. `workers` slices are in
+        flight and up to twice that many are queued or buffered, so one slow slice does not idle the others.
+        Pages are yielded in `_id` order. The last slice is open-ended (unless `until_id`), so what arrived
+        meanwhile is fetched too and nothing is missed.
 
         Args:
             uid: The asset uid of the form.
             after_id: Resume after this `_id`; None starts at the beginning.
-            max_id: The highest `_id` to fetch concurrently; None asks the server for it.
-            workers: Concurrent requests (1 to 8).
+            max_id: Where the open-ended last slice starts; None asks the server for its highest `_id`.
+            until_id: Stop at this `_id` (inclusive), as in `iter_submission_pages`; no probe is sent then.
+            workers: Concurrent requests (1 to 8); 1 is the sequential iterator.
             page_size: Rows per request, at most 1000.
             fields: As in `iter_submission_pages`.
+
+        Raises:
+            KoboUnavailable, BadPayload: as `iter_submission_pages`; `last_id` is the last page the caller
+                received, so resuming from it misses nothing.
         """
         workers = max(1, min(int(workers), 8))
         rows = max(1, min(int(page_size), MAX_PAGE_SIZE))
-        count, first_id = self._first_after(uid, after_id)
-        if max_id is None:
-            max_id = self.max_submission_id(uid)
-        if first_id is None or max_id is None or max_id < first_id or workers == 1 or count <= rows:
-            yield from self.iter_submission_pages(uid, after_id=after_id, page_size=rows, fields=fields)
+        if workers == 1:
+            yield from self.iter_submission_pages(uid, after_id=after_id, page_size=rows, fields=fields,
+                                                  until_id=until_id)
             return
-        # _ids are sparse (they are shared with other forms and deletes leave gaps): size the slices so
-        # each holds about 90 % of a page, by the density of ids in the range
-        density = count / (max_id - first_id + 1)
-        span = max(rows, int(rows * 0.9 / min(1.0, density)))
-        low = first_id - 1
 
-        def fetch(lo: int, hi: int) -> list[SubmissionPage]:
-            return list(self.iter_submission_pages(uid, after_id=lo, until_id=hi, page_size=span,
-                                                   fields=fields))
+        def fetch(lo: int | None, hi: int | None) -> list[SubmissionPage]:
+            pages = self.iter_submission_pages(uid, after_id=lo, until_id=hi, page_size=rows, fields=fields)
+            return list(pages)
 
-        slices = deque((lo, min(lo + span, max_id)) for lo in range(low, max_id, span))
-        pending: deque[Future[list[SubmissionPage]]] = deque()
-        last = after_id
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kobo-fetch") as pool:
+        def first_page() -> SubmissionPage | None:
+            pages = self.iter_submission_pages(uid, after_id=after_id, until_id=until_id, page_size=rows,
+                                               fields=fields)
             try:
-                while slices or pending:
-                    # keep at most `workers` slices in flight and buffered, bounding memory
-                    while slices and len(pending) < workers:
-                        pending.append(pool.submit(fetch, *slices.popleft()))
-                    try:
-                        pages = pending.popleft().result()
-                    except KoboUnavailable as exc:
-                        # resuming must restart after the last page the caller actually received
-                        raise KoboUnavailable(exc.reason, attempts=exc.attempts, form=uid,
-                                              status_code=exc.status_code, last_id=last) from exc
-                    except BadPayload as exc:
-                        raise BadPayload(exc.reason, form=uid, status_code=exc.status_code,
-                                         last_id=last) from exc
-                    for page in pages:
-                        last = page.last_id
-                        yield page
+                return next(pages, None)  # one request
             finally:
-                for fut in pending:
-                    fut.cancel()
-        yield from self.iter_submission_pages(uid, after_id=max_id, page_size=span, fields=fields)
+                pages.close()
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kobo-fetch") as pool:
+            # the probe goes out with the first page instead of before it: one round trip, not two
+            top = pool.submit(self.max_submission_id, uid) if until_id is None and max_id is None else None
+            first = first_page()
+            if top is not None:
+                max_id = top.result()
+            if first is None:
+                return
+            yield first
+            high = first.last_id
+            end = until_id if until_id is not None else max_id
+            if first.count <= len(first.results):  # the count covers the first page and all after it
+                return
+            if end is None or high >= end:  # arrived after the probe, or little is left: go on sequentially
+                yield from self.iter_submission_pages(uid, after_id=high, until_id=until_id, page_size=rows,
+                                                      fields=fields)
+                return
+            # _ids are sparse (shared with other forms; deletes leave gaps): cut the rest into even slices
+            # sized by its density to hold about SLICE_FILL of a page (a slice never holds more ids than
+            # its width); the last one is open-ended unless bounded, so arrivals since the probe come too
+            left = first.count - len(first.results)
+            n = max(1, min(-(-left // max(1, int(rows * SLICE_FILL))), end - high))
+            cuts = [high + (end - high) * k // n for k in range(n + 1)]
+            slices = deque(zip(cuts, cuts[1:], strict=False))
+            if until_id is None:
+                slices.append((slices.pop()[0], None))
+            yield from self._ordered(uid, pool, fetch, slices, workers, last=high)
+
+    @staticmethod
+    def _ordered(
+        uid: str,
+        pool: ThreadPoolExecutor,
+        fetch: Callable[[int | None, int | None], list[SubmissionPage]],
+        slices: deque[tuple[int | None, int | None]],
+        workers: int,
+        *,
+        last: int | None,
+    ) -> Iterator[SubmissionPage]:
+        """Fetch `slices` on `pool` and yield their pages in order, with at most 2 × `workers` slices
+        submitted and not yet yielded (bounds memory; `workers` threads keep the server's load polite)."""
+        pending: deque[Future[list[SubmissionPage]]] = deque()
+        try:
+            while slices or pending:
+                while slices and len(pending) < 2 * workers:
+                    pending.append(pool.submit(fetch, *slices.popleft()))
+                try:
+                    pages = pending.popleft().result()
+                except KoboUnavailable as exc:
+                    # resuming must restart after the last page the caller actually received
+                    raise KoboUnavailable(exc.reason, attempts=exc.attempts, form=uid,
+                                          status_code=exc.status_code, last_id=last) from exc
+                except BadPayload as exc:
+                    raise BadPayload(exc.reason, form=uid, status_code=exc.status_code, last_id=last) from exc
+                for page in pages:
+                    last = page.last_id
+                    yield page
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 # ---------------------------------------------------------------------- page checks

@@ -7,7 +7,7 @@ from expectations.hfc import DEFAULTS as HFC_DEFAULTS
 from expectations.hfc import HfcReport, HfcResult, run_hfc
 from expectations.report import write_report
 from expectations.suites import ExpectationSpec, SuiteSpec, build_suite, load_overrides, parse_constraint
-from expectations.validate import CheckResult, FailedRow, failed_rows, validate_frame
+from expectations.validate import CheckResult, FailedRow, failed_rows, validate_frame, validate_table
 
 __all__ = [
     "HFC_DEFAULTS",
@@ -24,4 +24,5 @@ __all__ = [
     "FailedRow",
     "failed_rows",
     "validate_frame",
+    "validate_table",
 ]

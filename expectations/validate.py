@@ -3,6 +3,10 @@
 GX runs on pandas because its SQL path on DuckDB is broken in 1.24.1. Results are kept as counts only
 (`SUMMARY` with `partial_unexpected_count: 0`): GX's default formats copy failing values into the
 results, and those values may be personal data.
+
+`validate_table` bounds memory: GX sees at most `CHUNK_ROWS` rows at a time (chunks are `_id` ranges),
+the per-chunk counts are summed and success is recomputed from them; uniqueness checks, which a chunk
+cannot judge, are counted by DuckDB over the whole scope (docs/decisions/006-performance.md).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from expectations.suites import ExpectationSpec, SuiteSpec, suite_for_columns
@@ -20,6 +24,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
+#: Rows per GX chunk in `validate_table`: ≈ 20–40 MB of pandas per chunk on the demo form.
+CHUNK_ROWS = 20_000
+#: Checks a chunk cannot judge (a duplicate may sit in another chunk): counted in DuckDB instead.
+_UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
 TOKENS_TABLE = "select_multiple_tokens"
 _GX: dict[str, Any] = {}
 
@@ -43,6 +51,8 @@ class CheckResult:
     type: str = ""
     description: str = ""
     error: str | None = None  # set when GX could not evaluate the check (no values, just why)
+    #: rows GX left out of the check (NULLs); None for checks without row counts (table-level ones)
+    missing_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,136 @@ def validate_frame(
     return results
 
 
+def validate_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    suite: SuiteSpec,
+    *,
+    ids_table: str | None = None,
+    expected_columns: Iterable[str] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> list[CheckResult]:
+    """Run the suite on a table's rows with GX, at most `chunk_rows` rows (an `_id` range) at a time.
+
+    The results are those of one `validate_frame` on all the rows: counts are summed over the chunks and
+    `unexpected_percent` and `success` recomputed from the sums and the check's `mostly` (as GX does: NULLs
+    left out, no rows to consider = success). Table-level checks (no row counts) succeed only if every
+    chunk does. Uniqueness checks are counted by DuckDB over all the rows, since a duplicate may sit in
+    another chunk.
+
+    Args:
+        con: an open DuckDB connection.
+        table: the qualified, already-quoted table name, e.g. `"household_survey"."submissions"`.
+        suite: from `build_suite`.
+        ids_table: a qualified, quoted table with an `_id` column: only those rows are checked; None = all.
+        expected_columns: the form's main-table columns (see `validate_frame`).
+        chunk_rows: the most rows GX holds in memory at once.
+
+    Returns:
+        One result per check; empty when there are no rows to check.
+    """
+    scope = _scope_sql(table, ids_table)
+    starts = [
+        r[0]
+        for r in con.execute(
+            f"SELECT _id FROM (SELECT _id, row_number() OVER (ORDER BY _id) - 1 AS rn FROM ({scope}) "
+            "WHERE _id IS NOT NULL) WHERE rn % ? = 0 ORDER BY _id",
+            [max(1, chunk_rows)],
+        ).fetchall()
+    ]
+    # a NULL _id is a failed check, not a reason to drop the row: the last chunk takes them
+    chunks: list[tuple[str, list[Any]]] = [
+        ("_id >= ? AND _id < ?", [a, b]) for a, b in zip(starts, starts[1:], strict=False)
+    ]
+    chunks.append(("_id >= ? OR _id IS NULL", [starts[-1]]) if starts else ("_id IS NULL", []))
+    unique = [e for e in suite.expectations if e.type in _UNIQUE_TYPES and e.table != TOKENS_TABLE]
+    per_chunk = SuiteSpec(
+        suite.form, [e for e in suite.expectations if e not in unique], dict(suite.select_multiple),
+        list(suite.notes),
+    )
+    parts: dict[str, list[CheckResult]] = {}
+    for where, params in chunks:
+        frame = con.execute(f"SELECT * FROM ({scope}) WHERE {where} ORDER BY _id", params).df()
+        if frame.empty:
+            continue
+        for r in validate_frame(frame, per_chunk, expected_columns=expected_columns):
+            parts.setdefault(r.expectation, []).append(r)
+        del frame  # the next chunk's frame must not coexist with this one
+    if not parts:
+        return []
+    by_id = {e.id: e for e in suite.expectations}
+    results = [_merge(rs, by_id.get(k)) for k, rs in parts.items()]
+    results += _unique_results(con, scope, unique)
+    order = {e.id: i for i, e in enumerate(suite.expectations)}
+    return sorted(
+        results,
+        key=lambda c: (c.kind != "structural", by_id[c.expectation].table == TOKENS_TABLE
+                       if c.expectation in by_id else False, order.get(c.expectation, 0)),
+    )
+
+
+def _scope_sql(table: str, ids_table: str | None) -> str:
+    if ids_table is None:
+        return f"SELECT * FROM {table}"
+    return f"SELECT * FROM {table} WHERE _id IN (SELECT _id FROM {ids_table})"
+
+
+def _merge(parts: list[CheckResult], spec: ExpectationSpec | None) -> CheckResult:
+    """One check's chunk results as one: counts summed, percent and success recomputed (`validate_table`)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    element = sum(p.element_count for p in parts)
+    unexpected = sum(p.unexpected_count for p in parts)
+    error = next((p.error for p in parts if p.error), None)
+    if any(p.missing_count is None for p in parts):  # table-level or structural: nothing to add up
+        percent = 100.0 * unexpected / element if element else 0.0
+        return replace(first, success=all(p.success for p in parts), element_count=element,
+                       unexpected_count=unexpected, unexpected_percent=percent, error=error)
+    missing = sum(p.missing_count or 0 for p in parts)
+    considered = element - missing
+    percent = 100.0 * unexpected / considered if considered else 0.0
+    mostly = float((spec.kwargs if spec else {}).get("mostly", 1.0))
+    ok = considered == 0 or (considered - unexpected) / considered >= mostly
+    return replace(first, success=ok and error is None, element_count=element, unexpected_count=unexpected,
+                   unexpected_percent=percent, error=error, missing_count=missing)
+
+
+def _unique_results(
+    con: duckdb.DuckDBPyConnection, scope: str, specs: Sequence[ExpectationSpec]
+) -> list[CheckResult]:
+    """Uniqueness over every row of `scope`, counted as GX does (NULL rows are missing, not duplicates)."""
+    have = {r[0] for r in con.execute(f"DESCRIBE {scope}").fetchall()}
+    out = []
+    for spec in specs:
+        cols = list(spec.kwargs.get("column_list") or [spec.kwargs.get("column")])
+        if not cols or not all(c in have for c in cols):
+            continue  # as `suite_for_columns`: a check on a column the data lacks is skipped
+        quoted = ", ".join(_q(c) for c in cols)
+        # GX's defaults: a single column ignores NULLs; a compound key ignores rows where all are NULL
+        any_missing = spec.kwargs.get("ignore_row_if") == "any_value_is_missing"
+        missing = " OR ".join(f"{_q(c)} IS NULL" for c in cols) if any_missing or len(cols) == 1 else (
+            " AND ".join(f"{_q(c)} IS NULL" for c in cols)
+        )
+        row = con.execute(
+            f"WITH s AS ({scope}), k AS (SELECT {quoted} FROM s WHERE NOT ({missing})) "
+            f"SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM s WHERE {missing}), "
+            f"(SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM k GROUP BY {quoted}) WHERE n > 1)"
+        ).fetchone()
+        element, missed, unexpected = (int(x) for x in row) if row else (0, 0, 0)
+        considered = element - missed
+        mostly = float(spec.kwargs.get("mostly", 1.0))
+        out.append(
+            CheckResult(
+                spec.id, spec.column, spec.severity,
+                considered == 0 or (considered - unexpected) / considered >= mostly,
+                element, unexpected, 100.0 * unexpected / considered if considered else 0.0,
+                kind="gx", type=spec.type, description=spec.description, missing_count=missed,
+            )
+        )
+    return out
+
+
 def _run(suite: SuiteSpec, frame: pd.DataFrame) -> list[CheckResult]:
     gx, gxe, ctx = _gx()
     _GX["n"] += 1
@@ -168,6 +308,7 @@ def _run(suite: SuiteSpec, frame: pd.DataFrame) -> list[CheckResult]:
         raised = any(v.get("raised_exception") for v in exc.values() if isinstance(v, dict)) or bool(
             exc.get("raised_exception")
         )
+        row_level = "unexpected_count" in res
         out.append(
             CheckResult(
                 spec.id,
@@ -181,6 +322,7 @@ def _run(suite: SuiteSpec, frame: pd.DataFrame) -> list[CheckResult]:
                 type=spec.type,
                 description=spec.description,
                 error="GX could not evaluate this check" if raised else None,
+                missing_count=int(res.get("missing_count") or 0) if row_level else None,
             )
         )
     order = {e.id: i for i, e in enumerate(suite.expectations)}
@@ -240,6 +382,7 @@ def failed_rows(
     results: Sequence[CheckResult],
     *,
     ids: Sequence[int] | None = None,
+    ids_table: str | None = None,
     enumerator_column: str | None = "_submitted_by",
 ) -> list[FailedRow]:
     """The submissions that fail each failed check, computed in DuckDB (ids only, never values).
@@ -250,15 +393,16 @@ def failed_rows(
         suite: the suite that produced `results`.
         results: from `validate_frame`.
         ids: restrict to these `_id`s (the rows validated in this sync); None = the whole table.
+        ids_table: the same as a qualified, quoted table with an `_id` column (keeps Python memory flat).
         enumerator_column: column holding the enumerator's pseudonym; None or missing = no enumerator.
     """
     cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
     enum = _q(enumerator_column) if enumerator_column and enumerator_column in cols else "NULL"
     by_id = {e.id: e for e in suite.expectations}
-    scope = f"SELECT * FROM {table}"
+    scope = _scope_sql(table, ids_table)
     params_scope: list[Any] = []
     if ids is not None:
-        scope += " WHERE list_contains(?::BIGINT[], _id)"
+        scope += f" {'AND' if ids_table else 'WHERE'} list_contains(?::BIGINT[], _id)"
         params_scope = [list(ids)]
     out: list[FailedRow] = []
     for r in results:

@@ -10,40 +10,70 @@ import duckdb
 
 from config import FormConfig, Settings
 from config.indicators import IndicatorSet, load_indicators
-from expectations import HfcReport, build_suite, failed_rows, run_hfc, validate_frame, write_report
+from expectations import HfcReport, build_suite, failed_rows, run_hfc, validate_table, write_report
+from expectations.validate import CHUNK_ROWS
 from transforms.model import FormSchema
-from warehouse.sql import qualified
 from warehouse.indicators import compute_indicators
 from warehouse.publish import publish
-from warehouse.quality import failed_ids_by_severity, flag_rows, write_dq_run
+from warehouse.quality import ensure_quality_tables, failed_ids_by_severity, flag_rows, write_dq_run
 from warehouse.risk import disclosure_risk, write_disclosure_risk
+from warehouse.sql import qualified, quote_ident
 
 log = logging.getLogger("kobo_etl.checks")
+
+
+class LoadedIds:
+    """The `_id`s one sync loaded, kept in a DuckDB temp table so that Python memory does not grow with N."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, slug: str) -> None:
+        self._con = con
+        self.table = "temp.main." + quote_ident(f"_loaded_ids_{slug}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {self.table} (_id BIGINT)")
+        self.added = 0
+
+    def add(self, ids: Sequence[int]) -> None:
+        """Record one page's ids (inside the load transaction when one is open: a rollback drops them too)."""
+        if ids:
+            self._con.execute(f"INSERT INTO {self.table} SELECT unnest(?::BIGINT[])", [list(ids)])
+            self.added += len(ids)
+
+    def __len__(self) -> int:
+        return self.added
+
+    def count(self) -> int:
+        """Distinct ids loaded (an id loaded twice in one sync counts once)."""
+        row = self._con.execute(f"SELECT count(DISTINCT _id) FROM {self.table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._con.execute(f"DROP TABLE IF EXISTS {self.table}")
 
 
 def check_form(
     con: duckdb.DuckDBPyConnection,
     form: FormConfig,
     schema: FormSchema,
-    loaded_ids: Sequence[int],
+    loaded: LoadedIds,
     run_id: str,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[int, HfcReport]:
-    """GX on the rows this sync loaded, HFCs on the whole form, risk report; returns failed error checks."""
+    """GX on the rows this sync loaded (chunked), HFCs on the whole form, risk; returns failed errors."""
     slug = form.slug
     table = qualified(slug, "submissions")
     suite = build_suite(schema)
     results = []
     rows = []
-    if loaded_ids:
-        ids = sorted(set(loaded_ids))
-        frame = con.execute(f"SELECT * FROM {table} WHERE _id IN (SELECT unnest(?::BIGINT[]))", [ids]).df()
+    if len(loaded):
         expected = [c.name for c in schema.main.columns]
-        results = validate_frame(frame, suite, expected_columns=expected)
-        rows = failed_rows(con, table, suite, results, ids=list(loaded_ids))
+        results = validate_table(
+            con, table, suite, ids_table=loaded.table, expected_columns=expected, chunk_rows=chunk_rows
+        )
+        rows = failed_rows(con, table, suite, results, ids_table=loaded.table)
     hfc = run_hfc(con, slug, schema=schema, quality=form.quality)
     all_rows = rows + hfc.failed_rows()
     run = write_dq_run(
-        con, slug, results + hfc.check_results(), all_rows, rows_checked=len(loaded_ids), run_id=run_id
+        con, slug, results + hfc.check_results(), all_rows, rows_checked=loaded.count(), run_id=run_id
     )
     flag_rows(con, slug, failed_ids_by_severity(all_rows))
     risk = disclosure_risk(con, slug, "submissions", form.privacy.quasi_identifiers, form.privacy)
@@ -53,6 +83,15 @@ def check_form(
         slug, run["errors_failed"], run["warnings_failed"], risk.light,
     )
     return int(run["errors_failed"]), hfc
+
+
+def previous_checks_failed(con: duckdb.DuckDBPyConnection, slug: str) -> int:
+    """Failed `error` checks of the form's latest checked run (0 if never checked): they still stand."""
+    ensure_quality_tables(con)
+    row = con.execute(
+        "SELECT errors_failed FROM ops.dq_runs WHERE form = ? ORDER BY started DESC LIMIT 1", [slug]
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def indicators_for(definitions: IndicatorSet, slugs: set[str]) -> IndicatorSet:
@@ -85,7 +124,7 @@ def publish_outputs(
             errors = [str(e) for e in result.errors]
             for error in errors:
                 log.error("indicator failed: %s", error)
-    publish(con, settings.data_dir / "exports", slugs, run_id=run_id)
+    publish(con, settings.data_dir / "exports", slugs, fmt=settings.export_format, run_id=run_id)
     report = write_report(con, settings.data_dir / "reports", list(forms), hfc=hfc, schemas=schemas)
     log.info("published %d form(s) to %s; report %s", len(slugs), settings.data_dir / "exports", report)
     return errors

@@ -17,9 +17,15 @@ from config import FormConfig, Settings
 from config.privacy import PrivacyPolicy
 from connectors import KoboClient, SubmissionPage
 from expectations import HfcReport
-from pipelines.checks import check_form
+from pipelines.checks import LoadedIds, check_form, previous_checks_failed
 from pipelines.forms import fetch_versions
-from transforms import to_form_schema, to_label_tables, to_tables
+from transforms import (
+    to_form_schema,
+    to_label_tables,
+    to_tables,
+    with_attachment_rows,
+    with_attachments_table,
+)
 from transforms.model import FormSchema
 from transforms.privacy import apply_policy, apply_policy_to_schema, check_strict
 from warehouse import (
@@ -30,6 +36,7 @@ from warehouse import (
     fail_run,
     finish_run,
     get_watermark,
+    load_session,
     read_manifest,
     start_run,
     upsert_batch,
@@ -75,8 +82,8 @@ class SyncSummary:
     def lines(self) -> list[str]:
         """A short plain-language summary for the terminal and the flow result."""
         out = [
-            f"{self.form}: {self.status} in {self.duration_s:.1f}s — {self.inserted} new, {self.updated} updated, "
-            f"{self.deleted} deleted, {self.quarantined} values quarantined"
+            f"{self.form}: {self.status} in {self.duration_s:.1f}s — {self.inserted} new, "
+            f"{self.updated} updated, {self.deleted} deleted, {self.quarantined} values quarantined"
         ]
         if self.server_count is not None:
             out.append(f"  server has {self.server_count} submissions, warehouse has {self.warehouse_count}")
@@ -104,7 +111,8 @@ def load_form_context(client: KoboClient, form: FormConfig, key: bytes, cache_di
     """Fetch the asset and every deployed version (cached on disk: deployed versions never change)."""
     asset = client.get_asset(form.asset_uid)
     versions = fetch_versions(client, form.asset_uid, cache_dir / form.slug / "versions")
-    raw_schema = to_form_schema(asset, versions, form.slug)
+    # the attachments table is added before the policy: media questions are withheld by default
+    raw_schema = with_attachments_table(to_form_schema(asset, versions, form.slug))
     policy = form.privacy
     check_strict(raw_schema, policy)
     return FormContext(form, raw_schema, apply_policy_to_schema(raw_schema, policy), policy, key)
@@ -117,17 +125,19 @@ def load_pages(
     summary: SyncSummary,
     *,
     advance_watermark: bool,
+    loaded: LoadedIds,
     on_page: Callable[[SubmissionPage], None] | None = None,
-) -> list[int]:
-    """Privacy → flatten → upsert, one transaction per page (data and watermark move together).
+    new_only: bool = False,
+) -> None:
+    """Privacy → flatten → upsert; data and watermark move together (in a `load_session`: a few pages per
+    transaction). `new_only`: the pages hold only ids not stored yet (see `upsert_batch`).
 
     `on_page` (e.g. a `pipelines.progress.SyncProgress`) is called after each page is loaded; it then
     reports the page, so the per-page log line drops to DEBUG.
 
-    Returns the ids loaded.
+    The ids loaded go to `loaded` (a DuckDB temp table: a Python list would grow with N).
     """
     withheld: set[str] = set(summary.withheld)
-    loaded: list[int] = []
     for page in pages:
         summary.requests += 1
         summary.bytes += page.nbytes
@@ -141,19 +151,22 @@ def load_pages(
                 [{"xpath": w.xpath, "question_type": w.type, "reason": w.reason} for w in result.withheld],
             )
             withheld.update(w.xpath for w in result.withheld)
-        batch = to_tables(result.submissions, ctx.schema)
+        batch = with_attachment_rows(
+            to_tables(result.submissions, ctx.schema), result.submissions, ctx.schema
+        )
         counts = upsert_batch(
             con,
             ctx.schema,
             batch,
             run_id=summary.run_id,
             watermark=page.last_id if advance_watermark else None,
+            new_only=new_only,
         )
         summary.fetched += len(page.results)
         summary.inserted += counts.inserted
         summary.updated += counts.updated
         summary.quarantined += len(batch.quarantine)
-        loaded.extend(batch.submission_ids)
+        loaded.add(batch.submission_ids)
         log.log(
             logging.DEBUG if on_page else logging.INFO,
             "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, len(page.results), page.last_id,
@@ -161,28 +174,39 @@ def load_pages(
         if on_page is not None:
             on_page(page)
     summary.withheld = sorted(withheld)
-    return loaded
 
 
 def iter_manifest(client: KoboClient, form: FormConfig, until_id: int) -> Iterator[SubmissionPage]:
-    """The server's list of (_id, _uuid, validation status) up to the watermark: cheap, no answers."""
-    yield from client.iter_submission_pages(
+    """The server's list of (_id, _uuid, validation status) up to the watermark: cheap, no answers.
+
+    `sync.concurrency` requests at once, pages in `_id` order."""
+    yield from client.iter_submission_pages_concurrent(
         form.asset_uid,
         page_size=form.sync.page_size,
         fields=["_id", "_uuid", "_validation_status"],
         until_id=until_id,
+        workers=form.sync.concurrency,
     )
 
 
 def sweep(
-    con: duckdb.DuckDBPyConnection, client: KoboClient, ctx: FormContext, until_id: int, summary: SyncSummary
-) -> list[int]:
+    con: duckdb.DuckDBPyConnection,
+    client: KoboClient,
+    ctx: FormContext,
+    until_id: int,
+    summary: SyncSummary,
+    loaded: LoadedIds,
+) -> None:
     """Find edits, late arrivals and deletions among already-synced ids and apply them."""
     manifest = read_manifest(con, ctx.config.slug)
     local = dict(
         zip(
             manifest.column("_id").to_pylist(),
-            zip(manifest.column("_uuid").to_pylist(), manifest.column("_validation_status_uid").to_pylist()),
+            zip(
+                manifest.column("_uuid").to_pylist(),
+                manifest.column("_validation_status_uid").to_pylist(),
+                strict=True,
+            ),
             strict=True,
         )
     )
@@ -198,15 +222,14 @@ def sweep(
             if local.get(sid) != (row.get("_uuid"), status):
                 changed.append(sid)
     deleted = sorted(set(local) - seen)
-    loaded: list[int] = []
     if changed:
         pages = client.iter_submission_pages(ctx.config.asset_uid, ids=changed, page_size=REFETCH_BATCH)
-        loaded = load_pages(con, ctx, pages, summary, advance_watermark=False)
+        with load_session(con):
+            load_pages(con, ctx, pages, summary, advance_watermark=False, loaded=loaded)
     if deleted:
         delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
         summary.deleted += len(deleted)
         log.info("%s: %d submissions deleted on the server", ctx.config.slug, len(deleted))
-    return loaded
 
 
 def sync_form(
@@ -234,19 +257,31 @@ def sync_form(
         write_labels(con, ctx.schema, to_label_tables(ctx.schema))
         create_label_views(con, ctx.schema)
         watermark = None if full else get_watermark(con, form.slug)
-        loaded: list[int] = []
+        loaded = LoadedIds(con, form.slug)
         if watermark is not None and form.sync.sweep:
-            loaded += sweep(con, client, ctx, watermark, summary)
-        pages = client.iter_submission_pages(form.asset_uid, after_id=watermark, page_size=form.sync.page_size)
-        loaded += load_pages(con, ctx, pages, summary, advance_watermark=True, on_page=progress)
+            sweep(con, client, ctx, watermark, summary, loaded)
+        # in `_id` order even when fetched concurrently, so each page's last id is a correct watermark
+        pages = client.iter_submission_pages_concurrent(
+            form.asset_uid, after_id=watermark, page_size=form.sync.page_size, workers=form.sync.concurrency
+        )
+        # no stored row is above the watermark (it moves with the data), so these pages need no deletes
+        new_only = watermark is not None or count_submissions(con, form.slug) == 0
+        with load_session(con):
+            load_pages(con, ctx, pages, summary, advance_watermark=True, loaded=loaded, on_page=progress,
+                       new_only=new_only)
         if full:
             _drop_missing_after_full(con, client, ctx, summary)
         summary.server_count = client.count_submissions(form.asset_uid)
         summary.warehouse_count = count_submissions(con, form.slug)
         summary.tables = sorted(ctx.schema.tables)
         summary.schema = ctx.schema
-        if checks:
+        if checks and (len(loaded) or summary.deleted):
             summary.checks_failed, summary.hfc = check_form(con, form, ctx.schema, loaded, summary.run_id)
+        elif checks:
+            # nothing new, edited or deleted: the last checks still describe the data, so they stand
+            summary.checks_failed = previous_checks_failed(con, form.slug)
+            log.info("%s: nothing loaded or deleted; checks skipped, the previous results stand", form.slug)
+        loaded.close()
         if summary.server_count != summary.warehouse_count:
             log.warning(
                 "%s: the server reports %s submissions but the warehouse holds %s",

@@ -1,5 +1,6 @@
 """Form-aware transforms: the form schema across versions, flattening to typed Arrow tables, labels."""
 
+from transforms.attachments import to_attachment_table, with_attachment_rows, with_attachments_table
 from transforms.flatten import to_tables
 from transforms.model import (
     MAIN_TABLE,
@@ -24,5 +25,8 @@ __all__ = [
     "TableSchema",
     "to_form_schema",
     "to_label_tables",
+    "to_attachment_table",
     "to_tables",
+    "with_attachment_rows",
+    "with_attachments_table",
 ]

@@ -93,18 +93,26 @@ class _Cell:
 
 @dataclass
 class _Rows:
-    """Rows of one table under construction."""
+    """Rows of one table under construction, gathered per column: `cols[i]` maps row number -> value.
+
+    Column-wise gathering allocates no container per row, which keeps the cyclic GC (which scans every live
+    container whenever enough new ones pile up) from costing as much as the flattening itself.
+    """
 
     spec: TableSchema
     index: dict[str, int]
-    rows: list[list[Any]] = field(default_factory=list)
+    cols: list[dict[int, Any]]
     sub_ids: list[int] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    parents: list[str | None] = field(default_factory=list)  # repeat tables: `_parent_key`
+    positions: list[int] = field(default_factory=list)  # repeat tables: `_position`
+    direct: dict[int, dict[str, int]] = field(default_factory=dict)  # id(version qmap) -> key -> column
 
 
 def _plan(schema: FormSchema) -> tuple[dict[str, _Rows], dict[str, _Cell]]:
     tables = {
-        name: _Rows(t, {c.name: i for i, c in enumerate(t.columns)}) for name, t in schema.tables.items()
+        name: _Rows(t, {c.name: i for i, c in enumerate(t.columns)}, [{} for _ in t.columns])
+        for name, t in schema.tables.items()
     }
     cells: dict[str, _Cell] = {}
     for q in {q.xpath: q for q in schema.questions.values()}.values():
@@ -167,10 +175,26 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
     main = tables[MAIN_TABLE]
     ids: list[int] = []
 
-    def fill(
-        rows: _Rows, obj: dict, row: list[Any], sub_id: int, row_key: str, qmap: dict, rmap: dict
-    ) -> None:
+    def direct_map(rows: _Rows, qmap: dict) -> dict[str, int]:
+        """Data key -> column index for the answers of this version that belong in this table."""
+        found = rows.direct[id(qmap)] = {
+            key: cells[qx].index
+            for key, qx in qmap.items()
+            if qx in cells  # a question the privacy policy dropped has no cell and no key in the data
+            and cells[qx].table == rows.spec.name
+            and not (rows is main and (key in _SYSTEM_KEYS or key.startswith("_version_")))
+        }
+        return found
+
+    def fill(rows: _Rows, obj: dict, row: int, sub_id: int, row_key: str, qmap: dict, rmap: dict) -> None:
+        direct = rows.direct.get(id(qmap)) or direct_map(rows, qmap)
+        cols = rows.cols
         for key, value in obj.items():
+            # fast path, the same as the walk below for a plain text answer of this table
+            index = direct.get(key)
+            if index is not None and type(value) is str:
+                cols[index][row] = value or None
+                continue
             if rows is main and (key in _SYSTEM_KEYS or key.startswith("_version_")):
                 continue
             qx = qmap.get(key)
@@ -208,15 +232,12 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
                             )
                             continue
                         key_ = f"{row_key}/{rname}[{pos}]"
-                        crow: list[Any] = [None] * len(child.index)
-                        crow[0] = key_
-                        crow[1] = sub_id
-                        crow[2] = None if rows is main else row_key
-                        crow[3] = pos
-                        fill(child, inst, crow, sub_id, key_, qmap, rmap)
-                        child.rows.append(crow)
+                        crow = len(child.keys)
                         child.sub_ids.append(sub_id)
                         child.keys.append(key_)
+                        child.parents.append(None if rows is main else row_key)
+                        child.positions.append(pos)
+                        fill(child, inst, crow, sub_id, key_, qmap, rmap)
                     continue
                 q = schema.questions.get(key)
                 if q is None:
@@ -249,7 +270,7 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
                     )
                 )
                 continue
-            row[cell.index] = _scalar(value)
+            cols[cell.index][row] = _scalar(value)
 
     for sub in submissions:
         if not isinstance(sub, dict):
@@ -272,12 +293,11 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
         version = _row_version(sub, schema)
         qmap = schema.version_questions.get(version) or schema.version_questions.get(newest, {})
         rmap = schema.version_repeats.get(version) or schema.version_repeats.get(newest, {})
-        row: list[Any] = [None] * len(main.index)
-        _fill_system(row, main.index, sub, version)
-        fill(main, sub, row, sub_id, str(sub_id), qmap, rmap)
-        main.rows.append(row)
+        row = len(main.keys)
         main.sub_ids.append(sub_id)
         main.keys.append(str(sub_id))
+        _fill_system(main, row, sub)
+        fill(main, sub, row, sub_id, str(sub_id), qmap, rmap)
         ids.append(sub_id)
 
     out: dict[str, pa.Table] = {}
@@ -333,7 +353,7 @@ def _row_version(sub: dict, schema: FormSchema) -> str:
     return schema.versions[0] if schema.versions else ""
 
 
-def _fill_system(row: list[Any], index: dict[str, int], sub: dict, version: str) -> None:
+def _fill_system(main: _Rows, row: int, sub: dict) -> None:
     status = sub.get("_validation_status")
     status = status if isinstance(status, dict) else {}
     root = sub.get("meta/rootUuid")
@@ -355,7 +375,7 @@ def _fill_system(row: list[Any], index: dict[str, int], sub: dict, version: str)
     }
     for name, value in values.items():
         if value is not None and not isinstance(value, (list, dict)):
-            row[index[name]] = (
+            main.cols[main.index[name]][row] = (
                 value if isinstance(value, (int, float)) and not isinstance(value, bool) else _scalar(value)
             )
 
@@ -488,11 +508,126 @@ _CASTERS: dict[str, Caster] = {
     "geopoint": _cast_geopoint,
     "geotrace": _cast_geotrace,
     "geoshape": _cast_geoshape,
+    "submission_time": _cast_naive_utc,
 }
-_BULK: dict[str, pa.DataType] = {"date": pa.date32(), "datetime": pa.timestamp("us", tz="UTC")}
+_TYPES: dict[str, pa.DataType] = {
+    "integer": pa.int64(),
+    "decimal": pa.float64(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+    "submission_time": pa.timestamp("us"),
+    "time": pa.time64("us"),
+    "acknowledge": pa.bool_(),
+    "geopoint": pa.string(),
+    "geotrace": pa.string(),
+    "geoshape": pa.string(),
+}
+# The plain spellings, which Arrow casts exactly as the per-value casters would. Anything else (spaces, '+5',
+# '25.0', exponents, 7+ fraction digits, other separators, ...) is left to the per-value caster.
+_LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+_ZONE = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_PLAIN_NUM = r"-?[0-9]{1,15}(?:\.[0-9]+)?"
+_PLAIN: dict[str, str] = {
+    "integer": r"^-?[0-9]{1,18}$",
+    "decimal": rf"^{_PLAIN_NUM}$",
+    "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    "zoned": rf"^{_LOCAL}{_ZONE}$",
+    "naive": rf"^{_LOCAL}$",
+    "time": r"^(?P<h>[01][0-9]|2[0-3]):(?P<m>[0-5][0-9]):(?P<s>[0-5][0-9])(?:\.(?P<f>[0-9]{1,6}))?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?$",
+    "geopoint": rf"^(?P<lat>{_PLAIN_NUM}) (?P<lon>{_PLAIN_NUM})"
+    rf"(?: (?P<alt>{_PLAIN_NUM}))?(?: (?P<acc>{_PLAIN_NUM}))?$",
+}
+_ACK = {"OK": True, "ok": True, "true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 # what Python (and so every consumer reading rows back) can represent: years 1..9999
-_MIN_US = {"date": (date(1, 1, 1) - date(1970, 1, 1)).days, "datetime": -62135596800 * 10**6}
-_MAX_US = {"date": (date(9999, 12, 31) - date(1970, 1, 1)).days, "datetime": 253402300799 * 10**6}
+_MIN_US, _MAX_US = -62135596800 * 10**6, 253402300799 * 10**6
+
+
+def _where(mask: pa.Array, values: pa.Array) -> pa.Array:
+    """`values` where `mask` is true, else null."""
+    return pc.if_else(mask, values, pa.scalar(None, values.type))
+
+
+def _plain(raw: pa.Array, kind: str) -> pa.Array:
+    return _where(pc.match_substring_regex(raw, _PLAIN[kind]), raw)
+
+
+def _in_python_range(stamps: pa.Array) -> pa.Array:
+    us = stamps.cast(pa.int64())
+    return _where(pc.and_(pc.greater_equal(us, _MIN_US), pc.less_equal(us, _MAX_US)), stamps)
+
+
+def _fast_cast(raw: pa.Array, kind: str) -> pa.Array:
+    """Cast the values in their plain spelling; everything else (bad or unusual) comes back null."""
+    type_ = _TYPES[kind]
+    if kind in ("integer", "decimal"):
+        return _plain(raw, kind).cast(type_)
+    if kind == "date":
+        days = _plain(raw, "date").cast(type_)
+        return _where(pc.greater_equal(days, pa.scalar(date(1, 1, 1))), days)
+    if kind in ("datetime", "submission_time"):
+        utc = pa.timestamp("us", tz="UTC")
+        zoned = _plain(raw, "zoned").cast(utc).cast(type_)
+        naive = _plain(raw, "naive").cast(pa.timestamp("us")).cast(type_)
+        return _in_python_range(pc.coalesce(zoned, naive))
+    if kind == "time":
+        parts = pc.extract_regex(_plain(raw, "time"), _PLAIN["time"])
+        h, m, s = (pc.struct_field(parts, f).cast(pa.int64()) for f in "hms")
+        frac = pc.utf8_rpad(pc.struct_field(parts, "f"), 6, "0").cast(pa.int64())
+        return pc.add(
+            pc.multiply(pc.add(pc.multiply(pc.add(pc.multiply(h, 60), m), 60), s), 10**6), frac
+        ).cast(type_)
+    if kind == "acknowledge":
+        known = pc.is_in(raw, value_set=pa.array(list(_ACK)))
+        return _where(known, pc.is_in(raw, value_set=pa.array([k for k, v in _ACK.items() if v])))
+    if kind == "geopoint":
+        lat, lon, _, _ = _geo_numbers(raw)
+        ok = pc.and_(
+            pc.and_(pc.greater_equal(lat, -90.0), pc.less_equal(lat, 90.0)),
+            pc.and_(pc.greater_equal(lon, -180.0), pc.less_equal(lon, 180.0)),
+        )
+        return _where(ok, raw)
+    return pa.nulls(len(raw), type_)
+
+
+def _geo_numbers(raw: pa.Array) -> list[pa.Array]:
+    """lat, lon, alt, acc of plain geopoints as float64 (null where absent or not plain)."""
+    parts = pc.extract_regex(_plain(raw, "geopoint"), _PLAIN["geopoint"])
+    out = []
+    for name in ("lat", "lon", "alt", "acc"):
+        text = pc.struct_field(parts, name)
+        out.append(_where(pc.not_equal(text, ""), text).cast(pa.float64()))
+    return out
+
+
+def _cast_strings(values: list[Any], kind: str, on_bad: Callable[[int, _Bad], None]) -> pa.Array:
+    """Cast a column of answer text (None = no answer) to `_TYPES[kind]`, as a whole.
+
+    Arrow casts the plain spellings; the rest (non-null input the fast cast left null) goes through the
+    per-value caster, which gives the value or the reason for quarantine (`on_bad(row, bad)`, cell NULL).
+    """
+    type_ = _TYPES[kind]
+    try:
+        raw = pa.array(values, pa.string())
+        cast = _fast_cast(raw, kind)
+        todo = pc.and_(raw.is_valid(), cast.is_null())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeEncodeError):
+        # an impossible calendar date ('2021-02-30') fails Arrow's whole cast; a lone surrogate fails
+        # `pa.array`: then every value goes through the per-value caster
+        cast = pa.nulls(len(values), type_)
+        todo = pa.array([v is not None for v in values], pa.bool_())
+    rows = pc.indices_nonzero(todo).to_pylist()
+    if not rows:
+        return cast
+    caster = _CASTERS[kind]
+    fixed: list[Any] = []
+    for i in rows:
+        value = caster(values[i])
+        if isinstance(value, _Bad):
+            on_bad(i, value)
+            value = None
+        fixed.append(value)
+    return pc.replace_with_mask(cast, todo, pa.array(fixed, type_))
 
 
 def _cast_column(
@@ -503,46 +638,40 @@ def _cast_column(
     xlsform_type: str,
     quarantine: list[QuarantineRecord],
 ) -> list[Any] | pa.Array:
-    """Cast one column; a failure becomes None plus a quarantine record. Tries one Arrow cast first."""
-    caster = _CASTERS.get(kind)
-    if caster is None:
+    """Cast one answer column; a failure becomes NULL plus a quarantine record. Text kinds stay a list."""
+    if kind not in _CASTERS:
         return values
-    if kind in _BULK:
-        try:
-            arr = pa.array(values, pa.string()).cast(_BULK[kind])
-            low, high = pc.min_max(arr.cast(pa.int32() if kind == "date" else pa.int64())).values()
-            in_range = low.as_py() is None or (_MIN_US[kind] <= low.as_py() and high.as_py() <= _MAX_US[kind])
-            if in_range and (kind != "date" or all(v is None or len(v.strip()) == 10 for v in values)):
-                return arr
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowNotImplementedError,
-            pa.ArrowTypeError,
-            UnicodeEncodeError,
-            OverflowError,
-        ):
-            pass
-    out: list[Any] = []
-    for i, v in enumerate(values):
-        if v is None:
-            out.append(None)
-            continue
-        cast = caster(v)
-        if isinstance(cast, _Bad):
-            quarantine.append(
-                QuarantineRecord(
-                    rows.sub_ids[i],
-                    rows.spec.name,
-                    column,
-                    f"{cast.reason} (XLSForm type {xlsform_type})",
-                    v,
-                    rows.keys[i],
-                )
+
+    def bad(i: int, cast: _Bad) -> None:
+        quarantine.append(
+            QuarantineRecord(
+                rows.sub_ids[i],
+                rows.spec.name,
+                column,
+                f"{cast.reason} (XLSForm type {xlsform_type})",
+                values[i],
+                rows.keys[i],
             )
-            out.append(None)
-        else:
-            out.append(cast)
-    return out
+        )
+
+    return _cast_strings(values, kind, bad)
+
+
+def _geo_parts(points: pa.Array) -> list[pa.Array]:
+    """The four numbers of each stored geopoint; spellings the fast path skipped are split in Python."""
+    parts = _geo_numbers(points)
+    todo = pc.and_(points.is_valid(), parts[0].is_null())
+    rows = pc.indices_nonzero(todo).to_pylist()
+    if not rows:
+        return parts
+    texts = points.take(pa.array(rows, pa.int64())).to_pylist()
+    nums = [[float(x) for x in t.split()] for t in texts]
+    return [
+        pc.replace_with_mask(
+            parts[j], todo, pa.array([n[j] if j < len(n) else None for n in nums], pa.float64())
+        )
+        for j in range(4)
+    ]
 
 
 def _to_arrow(
@@ -552,10 +681,10 @@ def _to_arrow(
     bridges: dict[str, list[list[Any]]],
 ) -> pa.Table:
     spec = rows.spec
-    ncols = len(spec.columns)
-    columns: list[Any] = (
-        [list(c) for c in zip(*rows.rows, strict=True)] if rows.rows else [[] for _ in range(ncols)]
-    )
+    numbers = range(len(rows.keys))
+    columns: list[Any] = [list(map(col.get, numbers)) if col else [None] * len(numbers) for col in rows.cols]
+    if spec.kind == "repeat":
+        columns[:4] = [rows.keys, rows.sub_ids, rows.parents, rows.positions]
     if spec.kind == "main":
         _cast_system(columns, rows, quarantine)
     for cell in (c for c in cells.values() if c.table == spec.name):
@@ -566,13 +695,8 @@ def _to_arrow(
         cast = _cast_column(values, cell.kind, rows, cell.column, cell.xlsform_type, quarantine)
         columns[cell.index] = cast
         if cell.kind == "geopoint":
-            parts: list[list[float | None]] = [[], [], [], []]
-            for v in cast:
-                nums = [float(x) for x in v.split()] if v is not None else []
-                for j in range(4):
-                    parts[j].append(nums[j] if j < len(nums) else None)
-            for j, idx in enumerate(cell.parts[:4]):
-                columns[idx] = parts[j]
+            for idx, part in zip(cell.parts[:4], _geo_parts(cast), strict=False):
+                columns[idx] = part
     arrays = {}
     for i, col in enumerate(spec.columns):
         data = columns[i]
@@ -642,18 +766,12 @@ def _cast_system(columns: list[Any], rows: _Rows, quarantine: list[QuarantineRec
             QuarantineRecord(rows.sub_ids[i], MAIN_TABLE, column, reason, _scalar(raw), rows.keys[i])
         )
 
-    times = columns[idx["_submission_time"]]
-    out_times: list[Any] = []
-    for i, v in enumerate(times):
-        if v is None:
-            out_times.append(None)
-            continue
-        cast = _cast_naive_utc(str(v))
-        if isinstance(cast, _Bad):
-            bad(i, "_submission_time", "not a KoBo submission time (YYYY-MM-DDTHH:MM:SS)", v)
-            cast = None
-        out_times.append(cast)
-    columns[idx["_submission_time"]] = out_times
+    times = [None if v is None else str(v) for v in columns[idx["_submission_time"]]]
+    columns[idx["_submission_time"]] = _cast_strings(
+        times,
+        "submission_time",
+        lambda i, _: bad(i, "_submission_time", "not a KoBo submission time (YYYY-MM-DDTHH:MM:SS)", times[i]),
+    )
     stamps = columns[idx["_validation_status_time"]]
     out_stamps: list[Any] = []
     for i, v in enumerate(stamps):

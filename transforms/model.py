@@ -35,7 +35,7 @@ class TableSchema:
     xpath: str
     parent: str | None
     columns: list[ColumnSpec] = field(default_factory=list)
-    kind: str = "repeat"  # main | repeat | bridge (select_multiple long table: _submission_id, _key, choice)
+    kind: str = "repeat"  # main | repeat | bridge (select_multiple: _submission_id, _key, choice) | attachments
 
     @property
     def key(self) -> str:

@@ -168,6 +168,7 @@ def risky_categories(name: str, labels: Mapping[str, str] | None = None) -> dict
 
 # --- normalisation before hashing -------------------------------------------------------------------------
 
+_NON_DIGIT = re.compile(r"\D")
 _ARABIC_FOLD = str.maketrans({"ى": "ي", "ة": "ه", "ـ": None})
 
 
@@ -180,7 +181,7 @@ def normalise_phone(value: str, default_country_code: str | None) -> str:
     differ: set `default_country_code`).
     """
     raw = value.strip()
-    digits = re.sub(r"\D", "", raw)
+    digits = _NON_DIGIT.sub("", raw)
     if not digits:
         return raw.casefold()  # "n/a", "none": hash as text rather than collapse every such value to ""
     if raw.startswith("+"):

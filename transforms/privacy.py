@@ -9,12 +9,17 @@ Inputs are never mutated. Nothing here logs or raises with a submission value.
 from __future__ import annotations
 
 import base64
+import bisect
 import dataclasses
+import gc
 import hashlib
 import hmac
 import math
 import re
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,8 +152,9 @@ def _check_key(key: bytes) -> None:
 
 
 def _token(normalised: str, key: bytes) -> str:
-    digest = hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).digest()
-    return TOKEN_PREFIX + base64.b32encode(digest).decode("ascii")[:TOKEN_CHARS].lower()
+    # one-shot OpenSSL HMAC; 15 bytes are exactly the 24 base32 characters we cut 20 from (no padding)
+    digest = hmac.digest(key, normalised.encode("utf-8"), "sha256")
+    return TOKEN_PREFIX + base64.b32encode(digest[:15]).decode("ascii")[:TOKEN_CHARS].lower()
 
 
 def pseudonymise_value(
@@ -244,16 +250,45 @@ def _decide(q: Question, key: str, policy: PrivacyPolicy, form: str) -> _Decisio
 
 
 @dataclass
-class _Plan:
+class PolicyPlan:
+    """A form's policy compiled once: the decision per question and one value handler per data key.
+
+    Get it with `policy_plan(schema, policy)` (memoised per schema/policy) and reuse it for every page:
+    rule lookups, type checks and metadata rules then run once per key, not once per value.
+    """
+
     form: str
+    policy: PrivacyPolicy
     by_key: dict[str, _Decision]
     repeats: set[str]
     withheld: list[WithheldQuestion]
     unlisted: list[str]
     unused_rules: list[str]
+    #: data key → _KEEP, _DROP or fn(value, ctx); compiled on first sight of the key in the data
+    handlers: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: the keys of one dict (in order) → its (key, handler) pairs that are not _KEEP
+    shapes: dict[tuple[str, ...], tuple[tuple[str, Any], ...]] = field(default_factory=dict, repr=False)
+
+    def handler(self, key: str) -> Any:
+        """The compiled handler for a data key (see `_compile_key`)."""
+        h = self.handlers.get(key)
+        if h is None:
+            # not cached when compiling raises (a misconfigured metadata rule): every page raises alike
+            h = self.handlers[key] = _compile_key(key, self)
+        return h
+
+    def steps(self, shape: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+        """What to do with a dict that has exactly these keys: the keys that are not simply kept."""
+        steps = self.shapes.get(shape)
+        if steps is None:
+            steps = tuple((k, h) for k in shape if (h := self.handler(k)) is not _KEEP)
+            # submissions share few key sets (optional questions, versions); bound it for odd data
+            if len(self.shapes) < _MAX_SHAPES:
+                self.shapes[shape] = steps
+        return steps
 
 
-def _plan(schema: FormSchema, policy: PrivacyPolicy) -> _Plan:
+def _plan(schema: FormSchema, policy: PrivacyPolicy) -> PolicyPlan:
     by_key: dict[str, _Decision] = {}
     used: set[str] = set()
     repeats = {t.xpath for t in schema.tables.values() if t.parent is not None and t.xpath}
@@ -289,19 +324,61 @@ def _plan(schema: FormSchema, policy: PrivacyPolicy) -> _Plan:
         if d.rule is None:
             withheld.append(WithheldQuestion(d.xpath, d.qtype, d.reason))
     unused = sorted(set(policy.questions) - used)
-    return _Plan(schema.slug, by_key, repeats, withheld, sorted(unlisted), unused)
+    return PolicyPlan(schema.slug, policy, by_key, repeats, withheld, sorted(unlisted), unused)
+
+
+_PLAN_CACHE_SIZE = 8
+_MAX_SHAPES = 4096
+_plans: OrderedDict[tuple[int, int], tuple[FormSchema, PrivacyPolicy, tuple[Any, ...], PolicyPlan]] = (
+    OrderedDict()
+)
+_plans_lock = threading.Lock()
+
+
+def _fingerprint(schema: FormSchema, policy: PrivacyPolicy) -> tuple[Any, ...]:
+    # schemas and policies are mutable (tests and tools edit them in place), so identity alone is not
+    # enough; comparing this costs microseconds because unchanged Question objects compare by identity
+    return (
+        schema.slug,
+        tuple(schema.questions.items()),
+        tuple((n, t.parent, t.xpath) for n, t in schema.tables.items()),
+        policy.model_dump_json(),
+    )
+
+
+def policy_plan(schema: FormSchema, policy: PrivacyPolicy) -> PolicyPlan:
+    """The compiled plan for (schema, policy), built once and reused while neither changes.
+
+    Raises:
+        PrivacyError: an action that does not fit a question's type.
+    """
+    ident = (id(schema), id(policy))
+    fp = _fingerprint(schema, policy)
+    with _plans_lock:
+        hit = _plans.get(ident)
+        # the entry holds schema and policy themselves, so their ids cannot be reused by other objects
+        if hit is not None and hit[0] is schema and hit[1] is policy and hit[2] == fp:
+            _plans.move_to_end(ident)
+            return hit[3]
+    plan = _plan(schema, policy)
+    with _plans_lock:
+        _plans[ident] = (schema, policy, fp, plan)
+        _plans.move_to_end(ident)
+        while len(_plans) > _PLAN_CACHE_SIZE:
+            _plans.popitem(last=False)
+    return plan
 
 
 def withheld_questions(schema: FormSchema, policy: PrivacyPolicy) -> list[WithheldQuestion]:
     """Questions of the form whose answers the policy (with its defaults) withholds."""
-    return list(_plan(schema, policy).withheld)
+    return list(policy_plan(schema, policy).withheld)
 
 
 def check_strict(schema: FormSchema, policy: PrivacyPolicy) -> None:
     """With `strict: true`, stop if any question has no policy entry (the error lists them, never values)."""
     if not policy.strict:
         return
-    unlisted = _plan(schema, policy).unlisted
+    unlisted = policy_plan(schema, policy).unlisted
     if unlisted:
         raise _privacy_error(
             f"the privacy policy is strict and {len(unlisted)} question(s) have no entry: "
@@ -315,13 +392,17 @@ def check_strict(schema: FormSchema, policy: PrivacyPolicy) -> None:
 # --- transforming values ----------------------------------------------------------------------------------
 
 _DROP = object()  # sentinel: remove the key
+_KEEP = object()  # handler sentinel: copy the value as it is
 
 
 class _Ctx:
-    def __init__(self, policy: PrivacyPolicy, key: bytes, plan: _Plan) -> None:
+    """Per-call state: the HMAC cache of this batch, invalid counts and unknown keys seen."""
+
+    def __init__(self, policy: PrivacyPolicy, key: bytes, plan: PolicyPlan) -> None:
         self.policy = policy
         self.key = key
         self.plan = plan
+        self.steps = plan.shapes
         self.cache: dict[tuple[str | None, str], str] = {}  # (normaliser, raw value) → token
         self.invalid: dict[str, int] = {}
         self.unknown: dict[str, WithheldQuestion] = {}
@@ -330,10 +411,10 @@ class _Ctx:
         if value is None:
             return None
         raw = value if isinstance(value, str) else str(value)
-        if not raw.strip():
-            return raw
         token = self.cache.get((how, raw))
         if token is None:
+            if not raw.strip():
+                return raw
             token = _token(normalise(raw, how, self.policy.default_country_code), self.key)
             self.cache[(how, raw)] = token
         return token
@@ -359,7 +440,7 @@ def band_label(x: float, bands: list[float], labels: list[str] | None, integer: 
     """The band `x` falls in: bands [0, 5, 18, 60] → '0-4', '5-17', '18-59', '60+' ('<0' below the first)."""
     if x < bands[0]:
         return f"<{_fmt(bands[0])}"
-    i = max(i for i, b in enumerate(bands) if x >= b)
+    i = bisect.bisect_right(bands, x) - 1  # bands are strictly increasing (the model checks it)
     if labels is not None:
         return labels[i]
     if i == len(bands) - 1:
@@ -387,128 +468,228 @@ def round_gps(value: Any, decimals: int) -> Any:
         return None
     if isinstance(value, list | tuple):
         return [None if v is None or _number(v) is None else round(float(v), decimals) for v in value]
-    points = [p for p in str(value).split(";") if p.strip()]
+    text = str(value)
+    if ";" not in text:  # a geopoint: the common case
+        point = _round_point(text, decimals)
+        return _DROP if point is None else point
+    points = [p for p in text.split(";") if p.strip()]
     rounded = [_round_point(p, decimals) for p in points]
     if not rounded or any(r is None for r in rounded):
         return _DROP
     return ";".join(r for r in rounded if r is not None)
 
 
-def _apply_rule(value: Any, d: _Decision, rule: QuestionRule, ctx: _Ctx) -> Any:
+# --- compiling one handler per data key -------------------------------------------------------------------
+# A handler is _KEEP, _DROP or fn(value, ctx) → new value or _DROP. Everything that depends only on the key
+# (rule lookup, option checks, metadata defaults) is resolved here, once per plan.
+
+
+def _call(h: Any, value: Any, ctx: _Ctx) -> Any:
+    if h is _KEEP:
+        return value
+    if h is _DROP:
+        return _DROP
+    return h(value, ctx)
+
+
+def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
+    """The handler applying `rule` to one value; `xpath` names the question in the invalid counts."""
     a = rule.action
     if a == "keep":
-        return value
+        return _KEEP
     if a == "drop":
         return _DROP
-    if value is None:
-        return None
     if a == "pseudonymise":
-        return ctx.pseudonymise(value, rule.normalise)
+        how = rule.normalise
+        return lambda v, ctx: ctx.pseudonymise(v, how)
     if a == "redact":
         if rule.mode == "drop":
-            return _DROP
-        return redact_text(value) if isinstance(value, str) else _DROP
+            return lambda v, ctx: None if v is None else _DROP
+        return lambda v, ctx: redact_text(v) if isinstance(v, str) else (None if v is None else _DROP)
     if a == "round_gps":
-        out = round_gps(value, rule.gps_decimals)
-        return ctx.bad(d.xpath) if out is _DROP else out
+        decimals = rule.gps_decimals
+
+        def gps(v: Any, ctx: _Ctx) -> Any:
+            out = round_gps(v, decimals)
+            return ctx.bad(xpath) if out is _DROP else out
+
+        return gps
+    if a == "generalise" and rule.to is not None:
+        width = 7 if rule.to == "month" else 4
+
+        def date(v: Any, ctx: _Ctx) -> Any:
+            if v is None:
+                return None
+            text = str(v)
+            return text[:width] if _DATE_PREFIX.match(text) else ctx.bad(xpath)
+
+        return date
     if a == "generalise":
-        if rule.to is not None:
-            m = _DATE_PREFIX.match(str(value))
-            if not m:
-                return ctx.bad(d.xpath)
-            return str(value)[: 7 if rule.to == "month" else 4]
-        x = _number(value)
-        if x is None or rule.bands is None:
-            return ctx.bad(d.xpath)
-        return band_label(x, rule.bands, rule.labels, integer=d.qtype != "decimal")
+        bands, labels, integer = rule.bands, rule.labels, qtype != "decimal"
+
+        def band(v: Any, ctx: _Ctx) -> Any:
+            if v is None:
+                return None
+            x = _number(v)
+            if x is None or bands is None:
+                return ctx.bad(xpath)
+            return band_label(x, bands, labels, integer=integer)
+
+        return band
     if a in ("top_code", "bottom_code"):
-        x = _number(value)
-        if x is None:
-            return ctx.bad(d.xpath)
-        if a == "top_code" and rule.max is not None and x > rule.max:
-            return _fmt(rule.max)
-        if a == "bottom_code" and rule.min is not None and x < rule.min:
-            return _fmt(rule.min)
-        return value
+        limit = rule.max if a == "top_code" else rule.min
+        top = a == "top_code"
+
+        def code(v: Any, ctx: _Ctx) -> Any:
+            if v is None:
+                return None
+            x = _number(v)
+            if x is None:
+                return ctx.bad(xpath)
+            if limit is not None and (x > limit if top else x < limit):
+                return _fmt(limit)
+            return v
+
+        return code
     raise AssertionError(f"unhandled action {a}")  # the model's Literal makes this unreachable
 
 
-def _metadata(key: str, value: Any, ctx: _Ctx) -> Any:
-    rule = ctx.policy.metadata_rule(key)
+def _decision_handler(d: _Decision) -> Any:
+    return _DROP if d.rule is None else _rule_handler(d.rule, d.xpath, d.qtype)
+
+
+def _metadata_handler(key: str, plan: PolicyPlan) -> Any:
+    rule = plan.policy.metadata_rule(key)
     assert rule is not None
-    d = _Decision(rule, "metadata", key, "metadata")
     if key == "_attachments":
-        if rule.action == "drop" or not isinstance(value, list):
+        if rule.action == "drop":
             return _DROP
         # filenames and URLs embed the owner's username, the rootUuid and device filenames (often names)
-        return [
-            {f: a.get(f) for f in _ATTACHMENT_SAFE_FIELDS if f in a} for a in value if isinstance(a, dict)
-        ]
+        return lambda v, ctx: (
+            [{f: a[f] for f in _ATTACHMENT_SAFE_FIELDS if f in a} for a in v if isinstance(a, dict)]
+            if isinstance(v, list)
+            else _DROP
+        )
     if key in ("_notes", "_tags", "_supplementalDetails"):
-        return value if rule.action == "keep" else _DROP
+        return _KEEP if rule.action == "keep" else _DROP
     if key == "_geolocation" and rule.action not in ("keep", "drop", "round_gps"):
-        raise _privacy_error(f"metadata {key} accepts keep, drop or round_gps", form=ctx.plan.form, field=key)
-    return _apply_rule(value, d, rule, ctx)
+        raise _privacy_error(f"metadata {key} accepts keep, drop or round_gps", form=plan.form, field=key)
+    return _rule_handler(rule, key, "metadata")
 
 
-def _validation_status(value: Any, ctx: _Ctx) -> Any:
-    if not isinstance(value, dict) or "by_whom" not in value:
-        return value
-    out = {k: v for k, v in value.items() if k != "by_whom"}
-    by_whom = _metadata("_validation_status.by_whom", value["by_whom"], ctx)
-    if by_whom is not _DROP:
-        out["by_whom"] = by_whom
-    return out
+def _validation_status_handler(plan: PolicyPlan) -> Any:
+    by_whom_handler = _metadata_handler("_validation_status.by_whom", plan)
+
+    def status(value: Any, ctx: _Ctx) -> Any:
+        if not isinstance(value, dict) or "by_whom" not in value:
+            return value
+        out = {k: v for k, v in value.items() if k != "by_whom"}
+        by_whom = _call(by_whom_handler, value["by_whom"], ctx)
+        if by_whom is not _DROP:
+            out["by_whom"] = by_whom
+        return out
+
+    return status
 
 
 def _is_repeat(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) for v in value)
 
 
-def _unknown(key: str, value: Any, ctx: _Ctx) -> object:
+def _unknown_handler(key: str) -> Any:
     kind = "system" if key.startswith("_") else "unknown"
-    if key not in ctx.unknown:
-        ctx.unknown[key] = WithheldQuestion(
-            key, kind, "key is not in the form definition nor a known KoBo field"
-        )
-    return _DROP
+
+    def unknown(value: Any, ctx: _Ctx) -> object:
+        if key not in ctx.unknown:
+            ctx.unknown[key] = WithheldQuestion(
+                key, kind, "key is not in the form definition nor a known KoBo field"
+            )
+        return _DROP
+
+    return unknown
+
+
+def _repeat_handler(key: str, plan: PolicyPlan) -> Any:
+    """For a value that is a repeat (list of dicts): dropped by a rule on the repeat, else each item."""
+    questions = plan.policy.questions
+    rule = questions.get(key) or questions.get(key.rsplit("/", 1)[-1])
+    if rule is not None and rule.action == "drop":
+        return _DROP
+    return lambda v, ctx: [_level(item, ctx) for item in v]
+
+
+def _compile_key(key: str, plan: PolicyPlan) -> Any:
+    """The handler for one data key; the order of the checks is the policy's precedence."""
+    if key in SAFE_SYSTEM_KEYS or _VERSION_KEY.match(key):
+        return _KEEP
+    if key == "_validation_status":
+        return _validation_status_handler(plan)
+    d = plan.by_key.get(key)
+    if key in plan.repeats:
+        repeat = _repeat_handler(key, plan)
+        # not a list of dicts under a repeat's key: the question of that name, else dropped with the
+        # repeat, else an unknown key
+        if d is not None:
+            other = _decision_handler(d)
+        elif repeat is _DROP:
+            other = _DROP
+        else:
+            other = _unknown_handler(key)
+        return lambda v, ctx: _call(repeat, v, ctx) if _is_repeat(v) else _call(other, v, ctx)
+    if d is not None:
+        return _decision_handler(d)
+    if key in METADATA_DEFAULTS:
+        return _metadata_handler(key, plan)
+    if key.endswith("_count") and key[: -len("_count")] in plan.repeats:
+        fallback = _KEEP  # generated repeat counts
+    else:
+        fallback = _unknown_handler(key)
+    # a non-empty list of dicts under a key the form does not define: a repeat of an older version
+    repeat = _repeat_handler(key, plan)
+    return lambda v, ctx: _call(repeat, v, ctx) if v and _is_repeat(v) else _call(fallback, v, ctx)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    # the policy builds trees of new dicts and lists (no reference cycles: reference counting frees them),
+    # yet every allocation counts towards the cyclic collector, whose passes rescan the live heap: that was
+    # ≈ 40 % of the time. Paused for one page only, and only re-enabled if it was enabled before.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _level(obj: dict[str, Any], ctx: _Ctx) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    plan = ctx.plan
-    for key, value in obj.items():
-        new: Any
-        d = plan.by_key.get(key)
-        if key in SAFE_SYSTEM_KEYS or _VERSION_KEY.match(key):
-            new = value
-        elif key == "_validation_status":
-            new = _validation_status(value, ctx)
-        elif d is not None and not (key in plan.repeats and _is_repeat(value)):
-            new = _DROP if d.rule is None else _apply_rule(value, d, d.rule, ctx)
-        elif key in plan.repeats or (_is_repeat(value) and value and key not in METADATA_DEFAULTS):
-            rule = ctx.policy.questions.get(key) or ctx.policy.questions.get(key.rsplit("/", 1)[-1])
-            if rule is not None and rule.action == "drop":
-                new = _DROP
-            elif not _is_repeat(value):
-                new = _unknown(key, value, ctx)
-            else:
-                new = [_level(item, ctx) for item in value]
-        elif key.endswith("_count") and key[: -len("_count")] in plan.repeats:
-            new = value  # generated repeat counts
-        elif key in METADATA_DEFAULTS:
-            new = _metadata(key, value, ctx)
+    shape = tuple(obj)
+    steps = ctx.steps.get(shape)
+    if steps is None:
+        steps = ctx.plan.steps(shape)
+    # most keys are kept as they are: copy the dict in C (order kept, values shared, the input untouched)
+    # and visit only the keys the policy changes
+    out = dict(obj)
+    for key, h in steps:
+        new = _DROP if h is _DROP else h(obj[key], ctx)
+        if new is _DROP:
+            del out[key]
         else:
-            new = _unknown(key, value, ctx)
-        if new is not _DROP:
             out[key] = new
     return out
 
 
 def apply_policy(
-    submissions: list[dict[str, Any]], schema: FormSchema, policy: PrivacyPolicy, key: bytes
+    submissions: list[dict[str, Any]],
+    schema: FormSchema,
+    policy: PrivacyPolicy,
+    key: bytes,
+    plan: PolicyPlan | None = None,
 ) -> PolicyResult:
     """Apply the policy to raw KoBo submissions; returns new dicts (inputs are never mutated).
+
+    `plan` (from `policy_plan(schema, policy)`) skips the memo lookup; without it the memoised plan is used.
 
     Raises:
         PrivacyError: key shorter than 32 bytes; an action that does not fit a question's type; a strict
@@ -516,9 +697,11 @@ def apply_policy(
     """
     _check_key(key)
     check_strict(schema, policy)
-    plan = _plan(schema, policy)
+    if plan is None:
+        plan = policy_plan(schema, policy)
     ctx = _Ctx(policy, bytes(key), plan)
-    out = [_level(s, ctx) for s in submissions]
+    with _cyclic_gc_paused():
+        out = [_level(s, ctx) for s in submissions]
     names = sorted(k for k, w in ctx.unknown.items() if w.type != "system")
     if policy.strict and names:
         raise _privacy_error(
@@ -528,7 +711,7 @@ def apply_policy(
             questions=names,
         )
     withheld = plan.withheld + [w for k, w in sorted(ctx.unknown.items())]
-    return PolicyResult(out, withheld, dict(sorted(ctx.invalid.items())), plan.unused_rules)
+    return PolicyResult(out, withheld, dict(sorted(ctx.invalid.items())), list(plan.unused_rules))
 
 
 # --- the schema after the policy --------------------------------------------------------------------------
@@ -544,7 +727,7 @@ _SYSTEM_METADATA_COLUMNS = {
 def apply_policy_to_schema(schema: FormSchema, policy: PrivacyPolicy) -> FormSchema:
     """The form schema as stored after the policy: removed answers have no column; pseudonymised,
     generalised and redacted answers are VARCHAR (their geo parts / choice flags disappear)."""
-    plan = _plan(schema, policy)
+    plan = policy_plan(schema, policy)
     removed: set[str] = set()
     retyped: set[str] = set()
     for key, d in plan.by_key.items():

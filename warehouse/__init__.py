@@ -9,6 +9,7 @@ from warehouse.load import (
     delete_submissions,
     ensure_tables,
     get_watermark,
+    load_session,
     read_manifest,
     set_watermark,
     upsert_batch,
@@ -24,7 +25,8 @@ from warehouse.sql import quote_ident, quote_literal
 
 __all__ = [
     "connect", "WarehouseError", "WarehouseLocked", "SchemaChange", "UpsertCounts", "count_submissions",
-    "delete_submissions", "ensure_tables", "get_watermark", "read_manifest", "set_watermark", "upsert_batch",
+    "delete_submissions", "ensure_tables", "get_watermark",
+    "load_session", "read_manifest", "set_watermark", "upsert_batch",
     "widest_type", "create_label_views", "language_codes",
     "write_labels", "fail_run", "finish_run", "start_run", "upsert_pending_privacy", "quote_ident",
     "quote_literal",

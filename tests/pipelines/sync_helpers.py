@@ -24,12 +24,17 @@ QUARANTINE_RUN_COLUMNS = frozenset({"run_id", "recorded_at"})
 
 
 def write_household_form(
-    server: DemoKoboServer, forms_dir: Path, *, page_size: int = 1000, deletions: str = "delete"
+    server: DemoKoboServer,
+    forms_dir: Path,
+    *,
+    page_size: int = 1000,
+    deletions: str = "delete",
+    concurrency: int = 3,
 ) -> Path:
     """Only the demo household survey's reviewed config, with the page size and deletion mode given."""
     forms_dir.mkdir(parents=True, exist_ok=True)
     text = DEMO_FORM_CONFIG.read_text(encoding="utf-8").replace("{{ASSET_UID}}", server.household_uid)
-    text = text.replace("page_size: 1000", f"page_size: {page_size}")
+    text = text.replace("page_size: 1000", f"page_size: {page_size}\n  concurrency: {concurrency}")
     text = text.replace("deletions: delete", f"deletions: {deletions}")
     path = forms_dir / f"{SLUG}.yaml"
     path.write_text(text, encoding="utf-8")
@@ -37,11 +42,17 @@ def write_household_form(
 
 
 def sync_settings(
-    server: DemoKoboServer, root: Path, *, page_size: int = 1000, deletions: str = "delete", **overrides: Any
+    server: DemoKoboServer,
+    root: Path,
+    *,
+    page_size: int = 1000,
+    deletions: str = "delete",
+    concurrency: int = 3,
+    **overrides: Any,
 ) -> Settings:
     """Settings for a warehouse in `root/data` and a forms dir `root/forms` with the household survey."""
     forms_dir = root / "forms"
-    write_household_form(server, forms_dir, page_size=page_size, deletions=deletions)
+    write_household_form(server, forms_dir, page_size=page_size, deletions=deletions, concurrency=concurrency)
     values: dict[str, Any] = {
         "kobo_url": server.url,
         "kobo_token": server.token,

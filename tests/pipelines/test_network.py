@@ -76,7 +76,8 @@ def test_server_down_mid_sync_fails_clearly_then_resumes(
     fresh_server: DemoKoboServer, tmp_path: Path, fault: str
 ) -> None:
     server = fresh_server
-    settings = sync_settings(server, tmp_path / "wh", page_size=PAGE)
+    # one page at a time, so "the fault starts after page 2" is exact (concurrent fetching: test_crash.py)
+    settings = sync_settings(server, tmp_path / "wh", page_size=PAGE, concurrency=1)
     (form,) = load_form_configs(settings.forms_dir, [SLUG])
     pages: list[int] = []
 

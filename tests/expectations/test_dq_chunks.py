@@ -1,0 +1,113 @@
+"""Validation in bounded chunks (`validate_table`) gives counts, successes and failing ids of one frame."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import duckdb
+import pytest
+from dq_fixtures import GX_PLANTED, SLUG, make_db, make_schema
+
+from expectations import ExpectationSpec, build_suite, failed_rows, validate_frame, validate_table
+
+TABLE = f'"{SLUG}"."submissions"'
+CHUNK = 7  # the fixture has 55 rows: 8 chunks
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    con = make_db(str(tmp_path_factory.mktemp("chunks") / "warehouse.duckdb"))
+    # the same rows without a primary key, so duplicates can be planted
+    con.execute(f'CREATE TABLE "{SLUG}".nokey AS SELECT * FROM {TABLE}')
+    yield con
+    con.close()
+
+
+def _suite():
+    suite = build_suite(make_schema(), overrides_dir=None)
+    extra = [
+        ExpectationSpec("unique:_uuid", "expect_column_values_to_be_unique", {"column": "_uuid"}, "warning"),
+        ExpectationSpec(
+            "unique:start_end", "expect_compound_columns_to_be_unique", {"column_list": ["start", "end"]}
+        ),
+        ExpectationSpec(
+            "mostly:hh_size", "expect_column_values_to_be_between",
+            {"column": "hh_size", "min_value": 2, "max_value": 8, "mostly": 0.8}, "warning",
+        ),
+    ]
+    return replace(suite, expectations=suite.expectations + extra)
+
+
+def _key(results):
+    return {r.expectation: (r.element_count, r.unexpected_count, r.success, r.kind) for r in results}
+
+
+def test_chunked_equals_one_frame(db: duckdb.DuckDBPyConnection) -> None:
+    suite = _suite()
+    expected_cols = [c.name for c in make_schema().main.columns]
+    whole = validate_frame(db.execute(f"SELECT * FROM {TABLE}").df(), suite, expected_columns=expected_cols)
+    chunked = validate_table(db, TABLE, suite, expected_columns=expected_cols, chunk_rows=CHUNK)
+    assert [r.expectation for r in chunked] == [r.expectation for r in whole]
+    assert _key(chunked) == _key(whole)
+    for a, b in zip(chunked, whole, strict=True):
+        assert a.unexpected_percent == pytest.approx(b.unexpected_percent)
+    # the planted problems are found with the same ids
+    ids = {}
+    for row in failed_rows(db, TABLE, suite, chunked):
+        ids.setdefault(row.rule, []).append(row.submission_id)
+    for rule, planted in GX_PLANTED.items():
+        assert ids[rule] == planted
+    assert {r.rule for r in failed_rows(db, TABLE, suite, whole)} == set(ids)
+
+
+def test_mostly_is_judged_on_the_merged_counts(db: duckdb.DuckDBPyConnection) -> None:
+    # 2 of 20 households out of range, both in the first chunk of 4: that chunk alone fails `mostly`
+    # (2/4 bad), all the rows pass it (18/20 = 90 % ≥ 80 %); one NULL is left out as GX does
+    db.execute(
+        "CREATE OR REPLACE TABLE mostly_t AS SELECT range AS _id, "
+        "CASE WHEN range < 2 THEN 99 WHEN range = 19 THEN NULL ELSE 4 END AS hh_size FROM range(21)"
+    )
+    spec = ExpectationSpec(
+        "mostly:hh_size", "expect_column_values_to_be_between",
+        {"column": "hh_size", "min_value": 2, "max_value": 8, "mostly": 0.8},
+    )
+    suite = replace(build_suite(make_schema(), overrides_dir=None), expectations=[spec])
+    first = validate_frame(db.execute("SELECT * FROM mostly_t WHERE _id < 4").df(), suite)[0]
+    whole = validate_frame(db.execute("SELECT * FROM mostly_t").df(), suite)[0]
+    (merged,) = validate_table(db, "mostly_t", suite, chunk_rows=4)
+    assert (first.success, whole.success) == (False, True)  # the case this test is about
+    assert (merged.success, merged.element_count, merged.unexpected_count) == (True, 21, 2)
+    assert merged.unexpected_percent == pytest.approx(whole.unexpected_percent) == pytest.approx(10.0)
+    strict = replace(suite, expectations=[replace(spec, kwargs={**spec.kwargs, "mostly": 0.95})])
+    assert validate_table(db, "mostly_t", strict, chunk_rows=4)[0].success is False
+
+
+def test_ids_table_restricts_the_rows(db: duckdb.DuckDBPyConnection) -> None:
+    suite = build_suite(make_schema(), overrides_dir=None)
+    ids = "temp.main.some_ids"
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {ids} AS SELECT unnest([33, 44, 46, 1, 2, 3]) AS _id")
+    frame = db.execute(f"SELECT * FROM {TABLE} WHERE _id IN (SELECT _id FROM {ids})").df()
+    whole = validate_frame(frame, suite)
+    chunked = validate_table(db, TABLE, suite, ids_table=ids, chunk_rows=2)
+    assert _key(chunked) == _key(whole)
+    failing = failed_rows(db, TABLE, suite, chunked, ids_table=ids)
+    assert {r.submission_id for r in failing} == {33, 44, 46}
+    db.execute("CREATE OR REPLACE TEMP TABLE no_ids (_id BIGINT)")
+    assert validate_table(db, TABLE, suite, ids_table="temp.main.no_ids") == []
+
+
+def test_duplicates_in_different_chunks_are_found(db: duckdb.DuckDBPyConnection) -> None:
+    table = f'"{SLUG}".nokey'
+    # _id 1 twice (a second copy appended), and row 50 given row 1's _uuid: 49 rows apart, chunks of 7
+    db.execute(f"INSERT INTO {table} SELECT * FROM {table} WHERE _id = 1")
+    db.execute(f"UPDATE {table} SET _uuid = (SELECT _uuid FROM {TABLE} WHERE _id = 1) WHERE _id = 50")
+    suite = _suite()
+    chunked = {r.expectation: r for r in validate_table(db, table, suite, chunk_rows=CHUNK)}
+    whole = {r.expectation: r for r in validate_frame(db.execute(f"SELECT * FROM {table}").df(), suite)}
+    assert (chunked["unique:_id"].success, chunked["unique:_id"].unexpected_count) == (False, 2)
+    # 30 and 31 share a _uuid in the fixture already; 1, its copy and 50 are the planted ones
+    assert chunked["unique:_uuid"].unexpected_count == whole["unique:_uuid"].unexpected_count == 5
+    assert chunked["unique:_uuid"].element_count == whole["unique:_uuid"].element_count == 56
+    rows = failed_rows(db, table, suite, list(chunked.values()))
+    assert sorted(r.submission_id for r in rows if r.rule == "unique:_id") == [1, 1]
+    assert sorted(r.submission_id for r in rows if r.rule == "unique:_uuid") == [1, 1, 30, 31, 50]

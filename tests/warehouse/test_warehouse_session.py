@@ -1,0 +1,73 @@
+"""Several batches per transaction (`load_session`) and `new_only` upserts: same rows as one transaction per
+batch, the watermark only ever where the committed data ends, a failed batch rolls back to the last commit."""
+
+import pyarrow as pa
+import pytest
+from wh_factory import SLUG, make_batch, make_schema
+
+from warehouse import WarehouseError, connect, ensure_tables, get_watermark, upsert_batch
+from warehouse.load import load_session
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = connect(tmp_path / "warehouse.duckdb")
+    ensure_tables(c, make_schema())
+    yield c
+    c.close()
+
+
+def rows(con) -> list[tuple]:
+    return con.execute(f'SELECT _id, _uuid FROM "{SLUG}".submissions ORDER BY _id').fetchall()
+
+
+def test_session_loads_the_same_rows_as_single_transactions(tmp_path, con):
+    other = connect(tmp_path / "single.duckdb")
+    ensure_tables(other, make_schema())
+    with load_session(con, pages_per_commit=3):
+        for k in range(7):
+            ids = [3 * k + 1, 3 * k + 2, 3 * k + 3]
+            batch = make_batch(ids, members=2)
+            counts = upsert_batch(con, make_schema(), batch, run_id="r", watermark=ids[-1], new_only=True)
+            assert counts == (3, 0)
+            upsert_batch(other, make_schema(), make_batch(ids, members=2), run_id="r", watermark=ids[-1])
+    assert rows(con) == rows(other) and len(rows(con)) == 21
+    members = f'SELECT * FROM "{SLUG}".members ORDER BY _key'
+    assert con.execute(members).fetchall() == other.execute(members).fetchall()
+    assert get_watermark(con, SLUG) == get_watermark(other, SLUG) == 21
+    other.close()
+
+
+def test_failed_batch_rolls_back_to_the_last_commit(con):
+    with pytest.raises(WarehouseError) as info, load_session(con, pages_per_commit=2):
+        upsert_batch(con, make_schema(), make_batch([1]), run_id="r", watermark=1)  # first: commits at once
+        upsert_batch(con, make_schema(), make_batch([2]), run_id="r", watermark=2)
+        bad = make_batch([3], members=1)
+        bad.tables["members"] = bad.tables["members"].set_column(
+            4, "age", pa.array(["secret-value"], pa.string())
+        )
+        upsert_batch(con, make_schema(), bad, run_id="r", watermark=3)
+    assert "secret-value" not in str(info.value) and "last commit" in str(info.value)
+    assert [r[0] for r in rows(con)] == [1]
+    assert get_watermark(con, SLUG) == 1
+    # the connection is usable afterwards
+    assert upsert_batch(con, make_schema(), make_batch([2, 3]), run_id="r2", watermark=3) == (2, 0)
+
+
+def test_whole_batches_are_kept_when_the_block_fails_between_batches(con):
+    with pytest.raises(RuntimeError), load_session(con, pages_per_commit=10):
+        for sid in (1, 2, 3):
+            upsert_batch(con, make_schema(), make_batch([sid]), run_id="r", watermark=sid)
+        raise RuntimeError("the next page could not be fetched")
+    assert [r[0] for r in rows(con)] == [1, 2, 3]
+    assert get_watermark(con, SLUG) == 3
+
+
+def test_new_only_skips_deletes_but_never_duplicates(con):
+    upsert_batch(con, make_schema(), make_batch([1, 2]), run_id="r", watermark=2)
+    with pytest.raises(WarehouseError):
+        upsert_batch(con, make_schema(), make_batch([2, 3], uuid_suffix="b"), run_id="r", new_only=True)
+    assert [r[0] for r in rows(con)] == [1, 2]
+    # without the promise the same batch replaces id 2
+    assert upsert_batch(con, make_schema(), make_batch([2, 3], uuid_suffix="b"), run_id="r") == (1, 1)
+    assert [r[0] for r in rows(con)] == [1, 2, 3]
