@@ -81,4 +81,12 @@ def print_demo_summary(settings: Settings, result: RunResult) -> None:
     print(f"Power BI exports:   {d / 'exports'}")
     print(f"Quality reports:    {d / 'reports' / 'index.html'}")
     print(f"Logs:               {d / 'logs'}")
-    print(f"Try: duckdb {settings.warehouse_path} \"SELECT count(*) FROM household_survey.members\"")
+    if any(s.checks_failed for s in result.summaries):
+        print("The data-quality checks found the demo's deliberate problems (short interviews, duplicates, ...):")
+        print(f"  open {d / 'reports' / 'index.html'} in a browser")
+    copy = d / "exports" / "warehouse.duckdb"
+    print("Query the read-only copy, e.g.:")
+    print(
+        f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{copy}', read_only=True)"
+        ".sql('SELECT admin1, count(*) FROM household_survey.submissions GROUP BY ALL'))\""
+    )
