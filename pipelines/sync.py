@@ -17,6 +17,7 @@ from config import FormConfig, Settings
 from config.privacy import PrivacyPolicy
 from connectors import KoboClient, SubmissionPage
 from expectations import HfcReport
+from expectations.structure import check_batch_structure
 from pipelines.checks import LoadedIds, check_form, previous_checks_failed
 from pipelines.forms import fetch_versions
 from transforms import (
@@ -37,6 +38,7 @@ from warehouse import (
     finish_run,
     get_watermark,
     load_session,
+    pinned_columns,
     read_manifest,
     start_run,
     upsert_batch,
@@ -107,12 +109,21 @@ class FormContext:
     key: bytes
 
 
-def load_form_context(client: KoboClient, form: FormConfig, key: bytes, cache_dir: Path) -> FormContext:
-    """Fetch the asset and every deployed version (cached on disk: deployed versions never change)."""
+def load_form_context(
+    client: KoboClient,
+    form: FormConfig,
+    key: bytes,
+    cache_dir: Path,
+    pinned: dict[str, str] | None = None,
+) -> FormContext:
+    """Fetch the asset and every deployed version (cached on disk: deployed versions never change).
+
+    `pinned` (xpath -> existing column) keeps the warehouse's column names stable across form versions.
+    """
     asset = client.get_asset(form.asset_uid)
     versions = fetch_versions(client, form.asset_uid, cache_dir / form.slug / "versions")
     # the attachments table is added before the policy: media questions are withheld by default
-    raw_schema = with_attachments_table(to_form_schema(asset, versions, form.slug))
+    raw_schema = with_attachments_table(to_form_schema(asset, versions, form.slug, pinned))
     policy = form.privacy
     check_strict(raw_schema, policy)
     return FormContext(form, raw_schema, apply_policy_to_schema(raw_schema, policy), policy, key)
@@ -154,6 +165,13 @@ def load_pages(
         batch = with_attachment_rows(
             to_tables(result.submissions, ctx.schema), result.submissions, ctx.schema
         )
+        # before the page is written: data that no longer matches the form stops this form's load
+        structure = check_batch_structure(batch, ctx.schema)
+        if structure.unknown_keys:
+            log.info(
+                "%s: %d answer key(s) no deployed version defines were not stored (%s)",
+                ctx.config.slug, len(structure.unknown_keys), ", ".join(sorted(structure.unknown_keys)[:5]),
+            )
         counts = upsert_batch(
             con,
             ctx.schema,
@@ -251,7 +269,9 @@ def sync_form(
     summary.run_id = start_run(con, form.slug)
     try:
         key = settings.require_key()
-        ctx = load_form_context(client, form, key, settings.data_dir / "cache")
+        ctx = load_form_context(
+            client, form, key, settings.data_dir / "cache", pinned_columns(con, form.slug)
+        )
         changes = ensure_tables(con, ctx.schema)
         summary.schema_changes = [c.describe() for c in changes] + list(ctx.schema.type_changes)
         write_labels(con, ctx.schema, to_label_tables(ctx.schema))

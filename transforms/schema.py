@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +145,9 @@ class _Entity:
         return next(iter(self.rows.values()))
 
 
-def to_form_schema(asset: dict, versions: dict[str, dict], slug: str) -> FormSchema:
+def to_form_schema(
+    asset: dict, versions: dict[str, dict], slug: str, pinned: Mapping[str, str] | None = None
+) -> FormSchema:
     """Build the warehouse schema of a form, merged over its deployed versions.
 
     Args:
@@ -153,6 +155,9 @@ def to_form_schema(asset: dict, versions: dict[str, dict], slug: str) -> FormSch
         versions: version uid -> content (`{survey, choices, translations, ...}`; a full version detail with
             a `content` key is accepted too) of every deployed version. Empty: `asset["content"]` is used.
         slug: the form's warehouse schema name.
+        pinned: xpath -> column name the warehouse already has (from `meta.questions`). A question keeps its
+            column even when a later version would name it differently (e.g. a new question with the same
+            name elsewhere), so existing columns never rename under Power BI.
 
     Returns:
         The merged `FormSchema`. Questions are matched across versions by `$kuid`, else by name within the
@@ -185,7 +190,7 @@ def to_form_schema(asset: dict, versions: dict[str, dict], slug: str) -> FormSch
         versions=list(contents),
     )
     tables_by_entity = _build_tables(schema, repeats)
-    _build_columns(schema, questions, repeats, tables_by_entity, repeat_of)
+    _build_columns(schema, questions, repeats, tables_by_entity, repeat_of, pinned or {})
     return schema
 
 
@@ -393,6 +398,7 @@ def _build_columns(
     repeats: list[_Entity],
     tables: dict[int, TableSchema],
     repeat_of: dict[str, dict[str, int]],
+    pinned: Mapping[str, str],
 ) -> None:
     choices_by_list: dict[str, list[str]] = {}
     for choice in schema.choices:
@@ -408,16 +414,31 @@ def _build_columns(
     for e in ordered:
         key = (e.parent, snake(e.newest.name))
         base_counts[key] = base_counts.get(key, 0) + 1
+    pinned_of = {
+        id(e): next((pinned[r.xpath] for r in e.rows.values() if r.xpath in pinned), None) for e in ordered
+    }
+    reserved: dict[int, set[str]] = {}  # per table: names pinned questions keep
+    for e in ordered:
+        if pinned_of[id(e)]:
+            reserved.setdefault(e.parent, set()).add(str(pinned_of[id(e)]).lower())
     for entity in ordered:
         table = tables[entity.parent]
         newest = entity.newest
         taken = {c.name for c in table.columns}
-        base = snake(newest.name)
-        if base_counts[(entity.parent, base)] > 1 or base.lower() in {t.lower() for t in taken}:
-            rel_group = newest.group_path[len(table.xpath) :].strip("/") if table.xpath else newest.group_path
-            if rel_group:
-                base = shorten("__".join([snake(g, fallback="g") for g in rel_group.split("/")] + [base]))
-        column = unique(base, taken)
+        own = pinned_of[id(entity)]
+        if own and own.lower() not in {t.lower() for t in taken}:
+            column = own
+        else:
+            taken_or_reserved = taken | reserved.get(entity.parent, set())
+            base = snake(newest.name)
+            clash = base.lower() in {t.lower() for t in taken_or_reserved}
+            if base_counts[(entity.parent, base)] > 1 or clash:
+                rel_group = (
+                    newest.group_path[len(table.xpath) :].strip("/") if table.xpath else newest.group_path
+                )
+                if rel_group:
+                    base = shorten("__".join([snake(g, fallback="g") for g in rel_group.split("/")] + [base]))
+            column = unique(base, taken_or_reserved)
         kind, note = _merged_kind(entity)
         if note:
             schema.type_changes.append(f"column {column!r} of table {table.name!r}: {note}")

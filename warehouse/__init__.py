@@ -18,6 +18,7 @@ from warehouse.load import (
 from warehouse.meta import (
     create_label_views,
     language_codes,
+    pinned_columns,
     write_labels,
 )
 from warehouse.ops import fail_run, finish_run, start_run, upsert_pending_privacy
@@ -27,7 +28,7 @@ __all__ = [
     "connect", "WarehouseError", "WarehouseLocked", "SchemaChange", "UpsertCounts", "count_submissions",
     "delete_submissions", "ensure_tables", "get_watermark",
     "load_session", "read_manifest", "set_watermark", "upsert_batch",
-    "widest_type", "create_label_views", "language_codes",
+    "widest_type", "create_label_views", "language_codes", "pinned_columns",
     "write_labels", "fail_run", "finish_run", "start_run", "upsert_pending_privacy", "quote_ident",
     "quote_literal",
 ]

@@ -151,3 +151,18 @@ def create_label_views(con: duckdb.DuckDBPyConnection, schema: FormSchema) -> li
             f"creating the label views of form {slug} failed ({type(exc).__name__})", form=slug
         ) from exc
     return created
+
+
+def pinned_columns(con: duckdb.DuckDBPyConnection, slug: str) -> dict[str, str]:
+    """xpath -> column of the form's questions as the warehouse stores them (empty before a first sync).
+
+    Passed to `transforms.to_form_schema` so an existing column keeps its name whatever later versions add.
+    """
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables"
+        " WHERE table_schema = 'meta' AND table_name = 'questions'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return {}
+    rows = con.execute('SELECT xpath, "column" FROM meta.questions WHERE form = ?', [slug]).fetchall()
+    return {str(x): str(c) for x, c in rows if x and c}
