@@ -14,9 +14,10 @@ from config.errors import ConfigError, FormConfigError
 from config.privacy import PrivacyPolicy
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-# Schema names the warehouse uses itself, or that DuckDB confuses with a catalog (the file is warehouse.duckdb).
-RESERVED_SLUGS = {"ops", "meta", "marts", "main", "warehouse", "memory", "system", "temp", "information_schema",
-                  "pg_catalog"}
+# Schema names the warehouse uses itself, or that DuckDB confuses with a catalog (the file is
+# warehouse.duckdb).
+RESERVED_SLUGS = {"ops", "meta", "marts", "main", "warehouse", "memory", "system", "temp",
+                  "information_schema", "pg_catalog"}
 
 
 class Schedule(BaseModel):

@@ -29,7 +29,8 @@ Grain = Literal["day", "week", "month", "quarter"]
 
 
 class IndicatorConfigError(FormConfigError):
-    """`indicators.yaml` is invalid; names the file, the field (with the indicator code) and what is expected."""
+    """`indicators.yaml` is invalid; names the file, the field (with the indicator code) and what is
+    expected."""
 
 
 def _ident(v: str, what: str) -> str:

@@ -33,7 +33,8 @@ METADATA_DEFAULTS: dict[str, dict[str, Any]] = {
     "_validation_status.by_whom": {"action": "pseudonymise"},
     "username": {"action": "pseudonymise"},
     "_geolocation": {"action": "round_gps", "decimals": 2},
-    "_attachments": {"action": "keep"},  # keep = uid, mimetype, question_xpath only; names/URLs never kept
+    # keep = uid, mimetype, question_xpath, is_deleted only; names/URLs never kept
+    "_attachments": {"action": "keep"},
     "_notes": {"action": "drop"},
     "_tags": {"action": "drop"},
     "_supplementalDetails": {"action": "drop"},

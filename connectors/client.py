@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -379,7 +379,7 @@ class KoboClient:
         fields: list[str] | None = None,
         ids: Sequence[int] | None = None,
         until_id: int | None = None,
-    ) -> Iterator[SubmissionPage]:
+    ) -> Generator[SubmissionPage, None, None]:
         """Yield the submissions of form `uid` in pages, `_id` ascending, by keyset on `_id`.
 
         Each request is `query={"_id":{"$gt":H}}` (and `$lte` until_id), `sort={"_id":1}`, an explicit
@@ -513,7 +513,9 @@ class KoboClient:
             yield first
             high = first.last_id
             end = until_id if until_id is not None else max_id
-            if first.count <= len(first.results):  # the count covers the first page and all after it
+            # the count covers the first page and all after it; `high` is never None here, because
+            # iter_submission_pages does not yield empty pages (the check only narrows the type)
+            if first.count <= len(first.results) or high is None:
                 return
             if end is None or high >= end:  # arrived after the probe, or little is left: go on sequentially
                 yield from self.iter_submission_pages(uid, after_id=high, until_id=until_id, page_size=rows,
@@ -525,7 +527,7 @@ class KoboClient:
             left = first.count - len(first.results)
             n = max(1, min(-(-left // max(1, int(rows * SLICE_FILL))), end - high))
             cuts = [high + (end - high) * k // n for k in range(n + 1)]
-            slices = deque(zip(cuts, cuts[1:], strict=False))
+            slices: deque[tuple[int | None, int | None]] = deque(zip(cuts, cuts[1:], strict=False))
             if until_id is None:
                 slices.append((slices.pop()[0], None))
             yield from self._ordered(uid, pool, fetch, slices, workers, last=high)

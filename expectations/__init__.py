@@ -6,6 +6,7 @@ GX is imported lazily (≈ 3 s) inside `validate_frame`; importing this package 
 from expectations.hfc import DEFAULTS as HFC_DEFAULTS
 from expectations.hfc import HfcReport, HfcResult, run_hfc
 from expectations.report import write_report
+from expectations.structure import BatchStructure, StructuralError, check_batch_structure
 from expectations.suites import ExpectationSpec, SuiteSpec, build_suite, load_overrides, parse_constraint
 from expectations.validate import CheckResult, FailedRow, failed_rows, validate_frame, validate_table
 
@@ -15,6 +16,9 @@ __all__ = [
     "HfcResult",
     "run_hfc",
     "write_report",
+    "BatchStructure",
+    "StructuralError",
+    "check_batch_structure",
     "ExpectationSpec",
     "SuiteSpec",
     "build_suite",

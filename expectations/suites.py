@@ -18,6 +18,8 @@ from config.errors import FormConfigError
 from transforms.model import MAIN_TABLE, FormSchema, Question
 
 SEVERITIES = ("error", "warning")
+#: `ExpectationSpec.table` of checks that run on the one-token-per-row frame of select_multiple answers.
+TOKENS_TABLE = "select_multiple_tokens"
 #: Folder holding the per-form YAML files (`<slug>.yaml`) beside this module.
 OVERRIDES_DIR = Path(__file__).resolve().parent
 
@@ -69,7 +71,8 @@ class ExpectationSpec:
         kwargs: GX keyword arguments (column, value_set, min_value, ...).
         severity: `error` (flag the rows, run shows red) or `warning` (report only).
         description: what the check means, in plain language for the report.
-        table: `submissions`, or `select_multiple_tokens` for the one-token-per-row frame.
+        table: `submissions`, a repeat table's name (e.g. `members`), or `select_multiple_tokens` for
+            the one-token-per-row frame of the main table's select_multiple answers.
     """
 
     id: str
@@ -96,6 +99,24 @@ class SuiteSpec:
 
     def ids(self) -> list[str]:
         return [e.id for e in self.expectations]
+
+    def tables(self) -> list[str]:
+        """The data tables the checks run on (`submissions` first, then repeats; tokens are `submissions`)."""
+        out = [MAIN_TABLE]
+        for e in self.expectations:
+            if e.table not in out and e.table != TOKENS_TABLE:
+                out.append(e.table)
+        return out
+
+    def for_table(self, table: str) -> SuiteSpec:
+        """Only the checks on `table` (the main table's include its select_multiple token checks)."""
+        keep = {table, TOKENS_TABLE} if table == MAIN_TABLE else {table}
+        return SuiteSpec(
+            self.form,
+            [e for e in self.expectations if e.table in keep],
+            dict(self.select_multiple) if table == MAIN_TABLE else {},
+            list(self.notes),
+        )
 
 
 def parse_constraint(constraint: str | None) -> tuple[float | None, float | None, bool, bool] | None:
@@ -168,18 +189,139 @@ def _group_relevant(schema: FormSchema, q: Question) -> bool:
     return False
 
 
-def _main_questions(schema: FormSchema) -> list[Question]:
-    """Unique questions of the main table that have a column there, in the table's column order."""
-    cols = {c.name: i for i, c in enumerate(schema.main.columns)}
+def _table_questions(schema: FormSchema, table: str) -> list[Question]:
+    """Unique questions that have a column in `table`, in the table's column order."""
+    cols = {c.name: i for i, c in enumerate(schema.tables[table].columns)}
     seen: dict[str, Question] = {}
     for q in schema.questions.values():
-        if q.table == MAIN_TABLE and q.column in cols and q.column not in seen:
+        if q.table == table and q.column in cols and q.column not in seen:
             seen[q.column] = q
     return sorted(seen.values(), key=lambda q: cols[q.column])
 
 
+def _main_questions(schema: FormSchema) -> list[Question]:
+    """Unique questions of the main table that have a column there, in the table's column order."""
+    return _table_questions(schema, MAIN_TABLE)
+
+
+def _repeat_tables(schema: FormSchema) -> list[str]:
+    """Names of the form's repeat tables (not bridges or attachments), in schema order."""
+    return [t.name for t in schema.tables.values() if t.kind == "repeat" and t.parent is not None]
+
+
+def check_id(kind: str, table: str, column: str) -> str:
+    """`in_set:water_source` for the main table, `in_set:members.member_sex` for a repeat's column."""
+    return f"{kind}:{column}" if table == MAIN_TABLE else f"{kind}:{table}.{column}"
+
+
+def _question_specs(
+    schema: FormSchema,
+    q: Question,
+    choices: dict[str, list[str]],
+    notes: list[str],
+    select_multiple: dict[str, list[str]] | None,
+) -> list[ExpectationSpec]:
+    """The generated checks of one question, on the table its answer lands in.
+
+    `select_multiple` collects the main table's select_multiple columns (their tokens are checked on a
+    one-token-per-row frame); None for a repeat, whose select_multiple tokens are not checked yet.
+    """
+    if q.type in _NO_ANSWER_TYPES:
+        return []
+    specs: list[ExpectationSpec] = []
+    col, label, table = q.column, _label(q), q.table
+    where = "" if table == MAIN_TABLE else f" (in each “{table}” row)"
+    if q.required and not q.relevant and not _group_relevant(schema, q):
+        specs.append(
+            ExpectationSpec(
+                check_id("not_null", table, col),
+                "expect_column_values_to_not_be_null",
+                {"column": col},
+                "error",
+                f"“{label}” is required in the form, so it is never empty{where}.",
+                table=table,
+            )
+        )
+    allowed = list(choices.get(q.list_name or "", []))
+    if q.or_other and "other" not in allowed:
+        allowed.append("other")
+    if q.type == "select_one" and allowed:
+        specs.append(
+            ExpectationSpec(
+                check_id("in_set", table, col),
+                "expect_column_values_to_be_in_set",
+                {"column": col, "value_set": allowed},
+                "error",
+                f"“{label}” holds one of the form's choices ({len(allowed)} allowed){where}.",
+                table=table,
+            )
+        )
+    elif q.type == "select_multiple" and allowed and select_multiple is not None:
+        select_multiple[col] = allowed
+        specs.append(
+            ExpectationSpec(
+                f"tokens_in_set:{col}",
+                "expect_column_values_to_be_in_set",
+                {"column": col, "value_set": allowed},
+                "error",
+                f"Every option ticked in “{label}” is one of the form's choices.",
+                table=TOKENS_TABLE,
+            )
+        )
+    if q.type in _NUMERIC_TYPES:
+        between = _between_spec(q, table, label, notes)
+        if between is not None:
+            specs.append(replace(between, description=between.description.rstrip(".") + f"{where}."))
+    return specs
+
+
+def _between_spec(q: Question, table: str, label: str, notes: list[str]) -> ExpectationSpec | None:
+    """A between-check from a range question's bounds and/or a simple numeric constraint."""
+    col = q.column
+    lo = hi = None
+    strict_lo = strict_hi = False
+    source = ""
+    if q.type == "range":
+        lo, hi = parse_range_parameters(q.parameters)
+        source = "range"
+    parsed = parse_constraint(q.constraint)
+    if parsed is not None:
+        c_lo, c_hi, c_slo, c_shi = parsed
+        if c_lo is not None and (lo is None or c_lo >= lo):
+            lo, strict_lo = c_lo, c_slo
+        if c_hi is not None and (hi is None or c_hi <= hi):
+            hi, strict_hi = c_hi, c_shi
+        source = "constraint"
+    elif q.constraint:
+        name = col if table == MAIN_TABLE else f"{table}.{col}"
+        notes.append(f"constraint on {name} is not a simple range; the form enforces it")
+    if lo is None and hi is None:
+        return None
+    kw: dict[str, Any] = {
+        "column": col,
+        "min_value": None if lo is None else _num(lo),
+        "max_value": None if hi is None else _num(hi),
+    }
+    if strict_lo:
+        kw["strict_min"] = True
+    if strict_hi:
+        kw["strict_max"] = True
+    bounds = _bounds_text(lo, hi, strict_lo, strict_hi)
+    return ExpectationSpec(
+        check_id("between", table, col),
+        "expect_column_values_to_be_between",
+        kw,
+        "error",
+        f"“{label}” is {bounds} (from the form's {source}).",
+        table=table,
+    )
+
+
 def build_suite(schema: FormSchema, overrides_dir: Path | None = OVERRIDES_DIR) -> SuiteSpec:
-    """The GX checks for a form's main table, from its schema, with `<overrides_dir>/<slug>.yaml` applied.
+    """The GX checks for a form's main and repeat tables, with `<overrides_dir>/<slug>.yaml` applied.
+
+    A repeat table's checks carry `table=<repeat name>` and ids such as `in_set:members.member_sex`;
+    `SuiteSpec.for_table` picks one table's checks.
 
     Args:
         schema: the merged form schema.
@@ -228,81 +370,10 @@ def build_suite(schema: FormSchema, overrides_dir: Path | None = OVERRIDES_DIR) 
 
     sm: dict[str, list[str]] = {}
     for q in _main_questions(schema):
-        if q.type in _NO_ANSWER_TYPES:
-            continue
-        col, label = q.column, _label(q)
-        if q.required and not q.relevant and not _group_relevant(schema, q):
-            specs.append(
-                ExpectationSpec(
-                    f"not_null:{col}",
-                    "expect_column_values_to_not_be_null",
-                    {"column": col},
-                    "error",
-                    f"“{label}” is required in the form, so it is never empty.",
-                )
-            )
-        allowed = list(choices.get(q.list_name or "", []))
-        if q.or_other and "other" not in allowed:
-            allowed.append("other")
-        if q.type == "select_one" and allowed:
-            specs.append(
-                ExpectationSpec(
-                    f"in_set:{col}",
-                    "expect_column_values_to_be_in_set",
-                    {"column": col, "value_set": allowed},
-                    "error",
-                    f"“{label}” holds one of the form's choices ({len(allowed)} allowed).",
-                )
-            )
-        elif q.type == "select_multiple" and allowed:
-            sm[col] = allowed
-            specs.append(
-                ExpectationSpec(
-                    f"tokens_in_set:{col}",
-                    "expect_column_values_to_be_in_set",
-                    {"column": col, "value_set": allowed},
-                    "error",
-                    f"Every option ticked in “{label}” is one of the form's choices.",
-                    table="select_multiple_tokens",
-                )
-            )
-        if q.type in _NUMERIC_TYPES:
-            lo = hi = None
-            strict_lo = strict_hi = False
-            source = ""
-            if q.type == "range":
-                lo, hi = parse_range_parameters(getattr(q, "parameters", None))
-                source = "range"
-            parsed = parse_constraint(q.constraint)
-            if parsed is not None:
-                c_lo, c_hi, c_slo, c_shi = parsed
-                if c_lo is not None and (lo is None or c_lo >= lo):
-                    lo, strict_lo = c_lo, c_slo
-                if c_hi is not None and (hi is None or c_hi <= hi):
-                    hi, strict_hi = c_hi, c_shi
-                source = "constraint"
-            elif q.constraint:
-                notes.append(f"constraint on {col} is not a simple range; the form enforces it")
-            if lo is not None or hi is not None:
-                kw: dict[str, Any] = {
-                    "column": col,
-                    "min_value": None if lo is None else _num(lo),
-                    "max_value": None if hi is None else _num(hi),
-                }
-                if strict_lo:
-                    kw["strict_min"] = True
-                if strict_hi:
-                    kw["strict_max"] = True
-                bounds = _bounds_text(lo, hi, strict_lo, strict_hi)
-                specs.append(
-                    ExpectationSpec(
-                        f"between:{col}",
-                        "expect_column_values_to_be_between",
-                        kw,
-                        "error",
-                        f"“{label}” is {bounds} (from the form's {source}).",
-                    )
-                )
+        specs.extend(_question_specs(schema, q, choices, notes, sm))
+    for table in _repeat_tables(schema):
+        for q in _table_questions(schema, table):
+            specs.extend(_question_specs(schema, q, choices, notes, None))
     suite = SuiteSpec(schema.slug, specs, sm, notes)
     if overrides_dir is not None:
         path = overrides_dir / f"{schema.slug}.yaml"
@@ -371,10 +442,15 @@ def load_overrides(path: Path) -> Overrides:
         if not isinstance(meta, dict):
             raise FormConfigError(str(path), f"{where}.meta", "a mapping")
         col = kwargs.get("column") or kwargs.get("column_A") or ""
-        check_id = item.get("id") or meta.get("id") or f"{typ.removeprefix('expect_')}:{col}".rstrip(":")
+        spec_id = item.get("id") or meta.get("id") or f"{typ.removeprefix('expect_')}:{col}".rstrip(":")
         description = item.get("description") or meta.get("description") or ""
+        table = item.get("table", MAIN_TABLE)
+        if not isinstance(table, str) or not table:
+            raise FormConfigError(str(path), f"{where}.table", "a table name: submissions or a repeat's name")
         specs.append(
-            ExpectationSpec(str(check_id), typ, dict(kwargs), severity, str(description), dict(meta))
+            ExpectationSpec(
+                str(spec_id), typ, dict(kwargs), severity, str(description), dict(meta), table=table
+            )
         )
     return Overrides(specs, list(disable))
 
@@ -389,6 +465,8 @@ def apply_overrides(suite: SuiteSpec, overrides: Overrides) -> SuiteSpec:
         old = by_id.get(spec.id)
         if old is not None and not spec.description:
             spec = replace(spec, description=old.description, table=old.table)
+        elif old is not None:
+            spec = replace(spec, table=old.table)
         by_id[spec.id] = spec
     return SuiteSpec(suite.form, list(by_id.values()), dict(suite.select_multiple), list(suite.notes))
 

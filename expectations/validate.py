@@ -4,6 +4,10 @@ GX runs on pandas because its SQL path on DuckDB is broken in 1.24.1. Results ar
 (`SUMMARY` with `partial_unexpected_count: 0`): GX's default formats copy failing values into the
 results, and those values may be personal data.
 
+Repeat tables (`members`, ...) are checked the same way with `repeat=<name>`: their rows are scoped to the
+loaded submissions through `_submission_id`, which stands in for `_id` (chunks, ordering), and failing rows
+carry the submission `_id` plus the repeat row's `_key`.
+
 `validate_table` bounds memory: GX sees at most `CHUNK_ROWS` rows at a time (chunks are `_id` ranges),
 the per-chunk counts are summed and success is recomputed from them; uniqueness checks, which a chunk
 cannot judge, are counted by DuckDB over the whole scope (docs/decisions/006-performance.md).
@@ -17,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from expectations.suites import ExpectationSpec, SuiteSpec, suite_for_columns
+from expectations.suites import TOKENS_TABLE, ExpectationSpec, SuiteSpec, suite_for_columns
+from transforms.model import MAIN_TABLE
 
 if TYPE_CHECKING:
     import duckdb
@@ -28,7 +33,6 @@ RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 CHUNK_ROWS = 20_000
 #: Checks a chunk cannot judge (a duplicate may sit in another chunk): counted in DuckDB instead.
 _UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
-TOKENS_TABLE = "select_multiple_tokens"
 _GX: dict[str, Any] = {}
 
 
@@ -57,7 +61,10 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class FailedRow:
-    """A submission that failed a check: ids and the enumerator's pseudonym, never the failing value."""
+    """A submission that failed a check: ids and the enumerator's pseudonym, never the failing value.
+
+    `row_key` is the repeat row's `_key` (e.g. `1042/members[2]`) for a check on a repeat table, else None.
+    """
 
     form: str
     submission_id: int
@@ -65,6 +72,7 @@ class FailedRow:
     column: str | None
     enumerator: str | None
     severity: str = "error"
+    row_key: str | None = None
 
 
 def _gx() -> tuple[Any, Any, Any]:
@@ -111,23 +119,30 @@ def to_token_frame(df: pd.DataFrame, select_multiple: dict[str, list[str]]) -> p
 
 
 def validate_frame(
-    df: pd.DataFrame, suite: SuiteSpec, *, expected_columns: Iterable[str] | None = None
+    df: pd.DataFrame,
+    suite: SuiteSpec,
+    *,
+    expected_columns: Iterable[str] | None = None,
+    table: str = MAIN_TABLE,
 ) -> list[CheckResult]:
-    """Run the suite on a pseudonymised frame of submissions and return one result per check.
+    """Run the suite's checks on `table` on a pseudonymised frame of its rows; one result per check.
 
     Args:
         df: the rows to check (e.g. `con.execute('SELECT * FROM "slug".submissions WHERE ...').df()`).
-        suite: from `build_suite`.
-        expected_columns: the form's main-table columns; any missing from `df` gives a failed
+        suite: from `build_suite` (checks on other tables are left out).
+        expected_columns: the table's columns in the form; any missing from `df` gives a failed
             `structural` result (the data no longer matches the form), and checks on it are skipped.
+        table: `submissions` or a repeat table's name.
     """
+    suite = suite.for_table(table)
+    prefix = "" if table == MAIN_TABLE else f"{table}."
     results: list[CheckResult] = []
     if expected_columns is not None:
         for col in expected_columns:
             if col not in df.columns:
                 results.append(
                     CheckResult(
-                        f"column_exists:{col}",
+                        f"column_exists:{prefix}{col}",
                         col,
                         "error",
                         False,
@@ -136,7 +151,7 @@ def validate_frame(
                         100.0 if len(df) else 0.0,
                         kind="structural",
                         type="expect_column_to_exist",
-                        description=f"The form has a column {col} but the data does not.",
+                        description=f"The form has a column {prefix}{col} but the data does not.",
                     )
                 )
     main = suite_for_columns(
@@ -161,6 +176,7 @@ def validate_table(
     ids_table: str | None = None,
     expected_columns: Iterable[str] | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    repeat: str | None = None,
 ) -> list[CheckResult]:
     """Run the suite on a table's rows with GX, at most `chunk_rows` rows (an `_id` range) at a time.
 
@@ -175,13 +191,19 @@ def validate_table(
         table: the qualified, already-quoted table name, e.g. `"household_survey"."submissions"`.
         suite: from `build_suite`.
         ids_table: a qualified, quoted table with an `_id` column: only those rows are checked; None = all.
-        expected_columns: the form's main-table columns (see `validate_frame`).
+            For a repeat, the rows whose `_submission_id` is in it.
+        expected_columns: the table's columns in the form (see `validate_frame`).
         chunk_rows: the most rows GX holds in memory at once.
+        repeat: the repeat table's name when `table` is a repeat table (e.g. `members`); None = main.
 
     Returns:
         One result per check; empty when there are no rows to check.
     """
-    scope = _scope_sql(table, ids_table)
+    frame_table = repeat or MAIN_TABLE
+    suite = suite.for_table(frame_table)
+    if not suite.expectations and expected_columns is None:
+        return []
+    scope = _scope_sql(table, ids_table, repeat=repeat is not None)
     starts = [
         r[0]
         for r in con.execute(
@@ -205,7 +227,7 @@ def validate_table(
         frame = con.execute(f"SELECT * FROM ({scope}) WHERE {where} ORDER BY _id", params).df()
         if frame.empty:
             continue
-        for r in validate_frame(frame, per_chunk, expected_columns=expected_columns):
+        for r in validate_frame(frame, per_chunk, expected_columns=expected_columns, table=frame_table):
             parts.setdefault(r.expectation, []).append(r)
         del frame  # the next chunk's frame must not coexist with this one
     if not parts:
@@ -221,7 +243,13 @@ def validate_table(
     )
 
 
-def _scope_sql(table: str, ids_table: str | None) -> str:
+def _scope_sql(table: str, ids_table: str | None, *, repeat: bool = False) -> str:
+    """The rows to check; a repeat table's `_submission_id` is exposed as `_id` (chunks, scope, ids)."""
+    if repeat:
+        rows = f"SELECT *, _submission_id AS _id FROM {table}"
+        if ids_table is None:
+            return rows
+        return f"{rows} WHERE _submission_id IN (SELECT _id FROM {ids_table})"
     if ids_table is None:
         return f"SELECT * FROM {table}"
     return f"SELECT * FROM {table} WHERE _id IN (SELECT _id FROM {ids_table})"
@@ -384,6 +412,8 @@ def failed_rows(
     ids: Sequence[int] | None = None,
     ids_table: str | None = None,
     enumerator_column: str | None = "_submitted_by",
+    repeat: str | None = None,
+    submissions_table: str | None = None,
 ) -> list[FailedRow]:
     """The submissions that fail each failed check, computed in DuckDB (ids only, never values).
 
@@ -395,13 +425,23 @@ def failed_rows(
         ids: restrict to these `_id`s (the rows validated in this sync); None = the whole table.
         ids_table: the same as a qualified, quoted table with an `_id` column (keeps Python memory flat).
         enumerator_column: column holding the enumerator's pseudonym; None or missing = no enumerator.
+        repeat: the repeat table's name when `table` is a repeat table: rows then carry its `_key`, and
+            `ids`/`ids_table` select by `_submission_id`.
+        submissions_table: for a repeat, the qualified, quoted main table the enumerator is read from.
     """
-    cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
-    enum = _q(enumerator_column) if enumerator_column and enumerator_column in cols else "NULL"
+    suite = suite.for_table(repeat or MAIN_TABLE)
+    enum = "NULL"
+    if enumerator_column:
+        source = submissions_table if repeat else table
+        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()} if source else set()
+        if enumerator_column in cols and repeat:
+            enum = f"(SELECT e.{_q(enumerator_column)} FROM {source} e WHERE e._id = scope._id)"
+        elif enumerator_column in cols:
+            enum = _q(enumerator_column)
     by_id = {e.id: e for e in suite.expectations}
-    scope = _scope_sql(table, ids_table)
+    scope = _scope_sql(table, ids_table, repeat=repeat is not None)
     params_scope: list[Any] = []
-    if ids is not None:
+    if ids is not None:  # a repeat's scope exposes `_submission_id` as `_id`
         scope += f" {'AND' if ids_table else 'WHERE'} list_contains(?::BIGINT[], _id)"
         params_scope = [list(ids)]
     out: list[FailedRow] = []
@@ -413,13 +453,14 @@ def failed_rows(
         if pred is None:
             continue
         where, params = pred
+        key = "_key" if repeat else "NULL"
         sql = (
-            f"WITH scope AS ({scope}) SELECT _id, CAST({enum} AS VARCHAR) FROM scope "
-            f"WHERE {where} ORDER BY _id"
+            f"WITH scope AS ({scope}) SELECT _id, CAST({enum} AS VARCHAR), CAST({key} AS VARCHAR) "
+            f"FROM scope WHERE {where} ORDER BY {'_id, _key' if repeat else '_id'}"
         )
-        for sid, who in con.execute(sql, params_scope + params).fetchall():
+        for sid, who, row_key in con.execute(sql, params_scope + params).fetchall():
             if sid is not None:
-                out.append(FailedRow(suite.form, int(sid), spec.id, spec.column, who, spec.severity))
+                out.append(FailedRow(suite.form, int(sid), spec.id, spec.column, who, spec.severity, row_key))
     return out
 
 

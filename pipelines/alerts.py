@@ -31,15 +31,16 @@ ALERT_TIMEOUT_S = 10.0
 ADVICE = {
     "TokenRejected": "check KOBO_TOKEN in .env (the KoBo server rejected it; tokens change when a password "
     "is reset)",
-    "PermissionDenied": "ask the form owner to share the form with the token's account ('View submissions')",
-    "FormNotFound": "check the form's asset_uid in config/forms/ and that the form is shared with the token's "
-    "account",
+    "PermissionDenied": "ask the form owner to share the form with the token's account "
+    "('View submissions')",
+    "FormNotFound": "check the form's asset_uid in config/forms/ and that the form is shared with the "
+    "token's account",
     "FormNotDeployed": "deploy the form in KoBo, or remove its file from config/forms/",
-    "KoboUnavailable": "the KoBo server was unreachable; the next scheduled run retries and resumes where this "
-    "one stopped",
+    "KoboUnavailable": "the KoBo server was unreachable; the next scheduled run retries and resumes where "
+    "this one stopped",
     "BadPayload": "the server sent a broken page; the next run resumes from the last good _id",
-    "WarehouseLocked": "another program holds the warehouse (a sync, Power BI refresh or DuckDB shell); close "
-    "it or wait, then run `kobo-etl sync`",
+    "WarehouseLocked": "another program holds the warehouse (a sync, Power BI refresh or DuckDB shell); "
+    "close it or wait, then run `kobo-etl sync`",
     "PrivacyError": "a question has no privacy decision; review the form's privacy section, then sync again",
     "ConfigError": "fix the setting named in the message (.env or config/forms/)",
     "FormConfigError": "fix the form's YAML file named in the message",

@@ -1,4 +1,4 @@
-"""After the load: data-quality checks and disclosure risk per form; indicators, exports and the report per run."""
+"""After the load: data-quality checks and disclosure risk per form; indicators, exports, report per run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ import duckdb
 
 from config import FormConfig, Settings
 from config.indicators import IndicatorSet, load_indicators
-from expectations import HfcReport, build_suite, failed_rows, run_hfc, validate_table, write_report
+from expectations import (
+    CheckResult,
+    FailedRow,
+    HfcReport,
+    build_suite,
+    failed_rows,
+    run_hfc,
+    validate_table,
+    write_report,
+)
 from expectations.validate import CHUNK_ROWS
 from transforms.model import FormSchema
 from warehouse.indicators import compute_indicators
@@ -58,18 +67,35 @@ def check_form(
     *,
     chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[int, HfcReport]:
-    """GX on the rows this sync loaded (chunked), HFCs on the whole form, risk; returns failed errors."""
+    """GX on the rows this sync loaded (chunked), HFCs on the whole form, risk; returns failed errors.
+
+    Repeat tables are checked on their rows that belong to the loaded submissions; their failing rows
+    carry the submission `_id` (flagged like any other) and the repeat row's `_key`.
+    """
     slug = form.slug
     table = qualified(slug, "submissions")
     suite = build_suite(schema)
-    results = []
-    rows = []
+    results: list[CheckResult] = []
+    rows: list[FailedRow] = []
     if len(loaded):
         expected = [c.name for c in schema.main.columns]
         results = validate_table(
             con, table, suite, ids_table=loaded.table, expected_columns=expected, chunk_rows=chunk_rows
         )
         rows = failed_rows(con, table, suite, results, ids_table=loaded.table)
+        for name in suite.tables()[1:]:
+            if name not in schema.tables:
+                continue  # a check from the per-form YAML on a table the form does not have
+            rep_table = qualified(slug, name)
+            rep_results = validate_table(
+                con, rep_table, suite, ids_table=loaded.table, chunk_rows=chunk_rows, repeat=name,
+                expected_columns=[c.name for c in schema.tables[name].columns],
+            )
+            results += rep_results
+            rows += failed_rows(
+                con, rep_table, suite, rep_results, ids_table=loaded.table, repeat=name,
+                submissions_table=table,
+            )
     hfc = run_hfc(con, slug, schema=schema, quality=form.quality)
     all_rows = rows + hfc.failed_rows()
     run = write_dq_run(

@@ -138,7 +138,9 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     for f in forms:
         paused = "" if f.schedule.active else " (paused)"
         print(f"  sync-{f.slug}: {f.schedule.cron} ({f.schedule.timezone}){paused}")
-    print("Next: `prefect deploy --all`, then `prefect worker start --pool kobo-etl` (see docs/operations.md)")
+    print(
+        "Next: `prefect deploy --all`, then `prefect worker start --pool kobo-etl` (see docs/operations.md)"
+    )
     return EXIT_OK
 
 
@@ -216,8 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sync", help="sync configured forms into the warehouse")
     p.add_argument("forms", nargs="*", help="form slugs (default: all)")
     p.add_argument("--full", action="store_true", help="re-download everything")
-    p.add_argument("--wait", type=float, default=0, help="seconds to wait if another sync holds the warehouse")
-    p.add_argument("--prefect", action="store_true", help="run as a Prefect flow (default when PREFECT_API_URL is set)")
+    p.add_argument(
+        "--wait", type=float, default=0, help="seconds to wait if another sync holds the warehouse"
+    )
+    p.add_argument(
+        "--prefect", action="store_true", help="run as a Prefect flow (default when PREFECT_API_URL is set)"
+    )
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the bundled demo KoBo server")
@@ -255,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("forms", nargs="*", help="form slugs (default: all)")
         p.add_argument("--wait", type=float, default=0, help="seconds to wait if a sync holds the warehouse")
         if name == "publish":
-            p.add_argument("--format", choices=["parquet", "csv"], help="default: KOBO_ETL_EXPORT_FORMAT or parquet")
+            p.add_argument(
+                "--format", choices=["parquet", "csv"], help="default: KOBO_ETL_EXPORT_FORMAT or parquet"
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("dictionary", help="write a codebook (CSV + Markdown) of a form's tables and columns")

@@ -1,4 +1,5 @@
-"""`kobo-etl demo`: start the bundled KoBo server, configure its forms, run the full flow, print where things are."""
+"""`kobo-etl demo`: start the bundled KoBo server, configure its forms, run the full flow, print where
+things are."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from config import DEMO_PSEUDONYMISATION_KEY, load_settings
 from config.settings import Settings
@@ -32,7 +34,11 @@ def prepare_demo_forms(server: DemoKoboServer, forms_dir: Path) -> list[Path]:
     client = make_client(load_settings(kobo_url=server.url, kobo_token=server.token))
     for asset in client.iter_assets():  # the real recorded forms the demo server also serves
         uid = asset["uid"]
-        if uid != server.household_uid and asset.get("has_deployment") and asset.get("deployment__submission_count"):
+        if (
+            uid != server.household_uid
+            and asset.get("has_deployment")
+            and asset.get("deployment__submission_count")
+        ):
             paths.append(add_form(client, forms_dir, uid))
     return paths
 
@@ -52,7 +58,9 @@ def run_demo(settings: Settings, households: int = 2000, use_prefect: bool = Tru
             print("Using the public DEMO pseudonymisation key (fine for demo data, never for real data).")
         os.environ.update(env)
         prepare_demo_forms(server, forms_dir)
-        print(f"Demo KoBo server on {server.url}; syncing {households} household submissions and sample forms")
+        print(
+            f"Demo KoBo server on {server.url}; syncing {households} household submissions and sample forms"
+        )
         result = _run_flow() if use_prefect else run_sync(load_settings())
     print_demo_summary(load_settings(), result)
     return 1 if result.failed else 0
@@ -62,10 +70,12 @@ def _run_flow() -> RunResult:
     from pipelines.flows import sync_all
 
     state = sync_all(return_state=True)
-    payload = state.result(raise_on_failure=False) if state.data is not None else []
+    payload: Any = state.result(raise_on_failure=False) if state.data is not None else []
     summaries = [SyncSummary(**d) for d in payload] if isinstance(payload, list) else []
     errors = [] if summaries else [state.message or "the flow failed"]
-    return RunResult(summaries=summaries, errors=errors + [f"{s.form}: {s.error}" for s in summaries if s.error])
+    return RunResult(
+        summaries=summaries, errors=errors + [f"{s.form}: {s.error}" for s in summaries if s.error]
+    )
 
 
 def print_demo_summary(settings: Settings, result: RunResult) -> None:
@@ -82,7 +92,10 @@ def print_demo_summary(settings: Settings, result: RunResult) -> None:
     print(f"Quality reports:    {d / 'reports' / 'index.html'}")
     print(f"Logs:               {d / 'logs'}")
     if any(s.checks_failed for s in result.summaries):
-        print("The data-quality checks found the demo's deliberate problems (short interviews, duplicates, ...):")
+        print(
+            "The data-quality checks found the demo's deliberate problems "
+            "(short interviews, duplicates, ...):"
+        )
         print(f"  open {d / 'reports' / 'index.html'} in a browser")
     copy = d / "exports" / "warehouse.duckdb"
     print("Query the read-only copy, e.g.:")

@@ -40,11 +40,13 @@ def _first(row: dict[str, Any], keys: list[str]) -> str:
 def codebook_rows(con: duckdb.DuckDBPyConnection, slug: str) -> list[dict[str, Any]]:
     """One row per column of each base table of the form, with its question's type, label and choices."""
     tables = [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' "
-        "ORDER BY table_name = 'submissions' DESC, table_name", [slug]).fetchall()]
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+        "AND table_type = 'BASE TABLE' ORDER BY table_name = 'submissions' DESC, table_name",
+        [slug]).fetchall()]
     if not tables:
         raise ConfigError(f"form {slug} has no tables in the warehouse yet: run `kobo-etl sync {slug}` first")
-    questions: dict[tuple[str, str], dict[str, Any]] = {}
+    # keyed by (table, column) as stored; a row missing either never matches a warehouse column
+    questions: dict[tuple[str | None, str | None], dict[str, Any]] = {}
     qcols = _columns_of(con, "meta", "questions")
     if qcols:
         cur = con.execute('SELECT * FROM meta.questions WHERE form = ?', [slug])
@@ -62,7 +64,9 @@ def codebook_rows(con: duckdb.DuckDBPyConnection, slug: str) -> list[dict[str, A
         for values in cur.fetchall():
             row = dict(zip(names, values, strict=True))
             label = _first(row, clabels)
-            choices.setdefault(row["list_name"], []).append(f"{row['name']}={label}" if label else row["name"])
+            choices.setdefault(row["list_name"], []).append(
+                f"{row['name']}={label}" if label else row["name"]
+            )
     out = []
     for table in tables:
         for column, dtype in con.execute(

@@ -26,7 +26,9 @@ def fetch_versions(client: KoboClient, asset_uid: str, cache_dir: Path | None = 
             content = client.get_version(asset_uid, item["uid"]).get("content") or {}
         except FormNotFound:
             # seen on servers where an old version was purged: its submissions are read with the newest one
-            log.warning("%s: version %s could not be read; using the newest version for it", asset_uid, item["uid"])
+            log.warning(
+                "%s: version %s could not be read; using the newest version for it", asset_uid, item["uid"]
+            )
             continue
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +42,8 @@ def render_form_yaml(asset: dict, slug: str, policy_yaml: str) -> str:
     name = str(asset.get("name") or slug).replace('"', "'")
     indented = "\n".join(("  " + line) if line.strip() else "" for line in policy_yaml.splitlines())
     return (
-        f"# Form '{name}' — written by `kobo-etl add-form`. Review the privacy policy before the first sync.\n"
+        f"# Form '{name}' — written by `kobo-etl add-form`. "
+        "Review the privacy policy before the first sync.\n"
         f"slug: {slug}\n"
         f"asset_uid: {asset['uid']}\n"
         f'name: "{name}"\n'

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from connectors import SubmissionPage
@@ -45,7 +46,7 @@ class SyncProgress:
         *,
         stream: TextIO | None = None,
         tty: bool | None = None,
-        clock: callable = time.monotonic,  # type: ignore[valid-type]
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.form = form
         self.stream = stream if stream is not None else sys.stderr

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from config import FormConfig
+from config.errors import EtlError
 from pipelines.schedule import deployment_name, form_tags
 
 if TYPE_CHECKING:
@@ -28,24 +29,32 @@ def build_deployments(forms: Sequence[FormConfig]) -> list[RunnerDeployment]:
 
     Parameters hold the slug only: the token and key are read from env/.env inside each run.
     """
+    from prefect.deployments.runner import RunnerDeployment
     from prefect.schedules import Cron
 
     from pipelines.flows import sync_form
 
-    deployments = []
+    deployments: list[RunnerDeployment] = []
     for form in forms:
-        deployments.append(
-            sync_form.to_deployment(
-                name=deployment_name(form),
-                schedules=[Cron(form.schedule.cron, timezone=form.schedule.timezone,
-                                active=form.schedule.active)],
-                parameters={"slug": form.slug},
-                description=f"Sync the KoBo form '{form.name or form.slug}' into the warehouse",
-                tags=form_tags(form),
-                # one run of a form at a time: a slow sync is not overtaken by the next tick
-                concurrency_limit=1,
-            )
+        deployment = sync_form.to_deployment(
+            name=deployment_name(form),
+            schedules=[Cron(form.schedule.cron, timezone=form.schedule.timezone,
+                            active=form.schedule.active)],
+            parameters={"slug": form.slug},
+            description=f"Sync the KoBo form '{form.name or form.slug}' into the warehouse",
+            tags=form_tags(form),
+            # one run of a form at a time: a slow sync is not overtaken by the next tick
+            concurrency_limit=1,
         )
+        if not isinstance(deployment, RunnerDeployment):
+            # Prefect returns a coroutine when called inside a running event loop (e.g. a notebook);
+            # `serve` is synchronous, so that is unsupported: say so instead of returning a coroutine
+            deployment.close()
+            raise EtlError(
+                "build the deployments outside a running event loop (Prefect returned a coroutine)",
+                form=form.slug,
+            )
+        deployments.append(deployment)
     return deployments
 
 
@@ -61,5 +70,7 @@ def serve_forms(forms: Sequence[FormConfig], *, limit: int | None = 1) -> None:
     deployments = build_deployments(forms)
     for form in forms:
         state = "" if form.schedule.active else " (paused in its YAML)"
-        log.info("serving %s: %s %s%s", deployment_name(form), form.schedule.cron, form.schedule.timezone, state)
+        log.info(
+            "serving %s: %s %s%s", deployment_name(form), form.schedule.cron, form.schedule.timezone, state
+        )
     serve(*deployments, limit=limit, print_starting_message=True)

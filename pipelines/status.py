@@ -138,10 +138,13 @@ def form_status(
         ).fetchone()
         if counted:
             st.last_success = _aware(counted[0])
-            st.since_success_s = (now - st.last_success).total_seconds()
+            if st.last_success is not None:  # `started` is NOT NULL; the check only narrows the type
+                st.since_success_s = (now - st.last_success).total_seconds()
             st.server_count, st.warehouse_count = counted[1], counted[2]
     if _table_exists(con, "ops", "pending_privacy_decisions"):
-        row = con.execute("SELECT count(*) FROM ops.pending_privacy_decisions WHERE form = ?", [slug]).fetchone()
+        row = con.execute(
+            "SELECT count(*) FROM ops.pending_privacy_decisions WHERE form = ?", [slug]
+        ).fetchone()
         st.pending_privacy = int(row[0]) if row else 0
     if _table_exists(con, "ops", "dq_runs"):
         dq = con.execute(

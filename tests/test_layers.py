@@ -1,4 +1,5 @@
-"""The layer rule: imports go downward only (pipelines → connectors/transforms/expectations/warehouse → config)."""
+"""The layer rule: imports go downward only (pipelines → connectors/transforms/expectations/warehouse →
+config)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ MAIN_TABLE = "submissions"
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One warehouse column. `question` is the xpath of the question it comes from (None for system columns)."""
+    """One warehouse column. `question` is the xpath of the question it comes from (None for system
+    columns)."""
 
     name: str
     duckdb_type: str  # BIGINT, DOUBLE, VARCHAR, BOOLEAN, DATE, TIME, TIMESTAMP, TIMESTAMPTZ
@@ -27,15 +28,17 @@ class ColumnSpec:
 class TableSchema:
     """A warehouse table for the main submission level or one repeat.
 
-    The main table is keyed by `_id`; repeat tables by `_key` with `_submission_id`, `_parent_key`, `_position`.
-    `parent` is the parent table name (None for the main table); `xpath` is the repeat's xpath ('' for main).
+    The main table is keyed by `_id`; repeat tables by `_key` with `_submission_id`, `_parent_key`,
+    `_position`. `parent` is the parent table name (None for the main table); `xpath` is the repeat's xpath
+    ('' for main).
     """
 
     name: str
     xpath: str
     parent: str | None
     columns: list[ColumnSpec] = field(default_factory=list)
-    kind: str = "repeat"  # main | repeat | bridge (select_multiple: _submission_id, _key, choice) | attachments
+    # main | repeat | bridge (select_multiple: _submission_id, _key, choice) | attachments
+    kind: str = "repeat"
 
     @property
     def key(self) -> str:
@@ -81,7 +84,8 @@ class FormSchema:
     uid: str
     slug: str
     title: str
-    languages: list[str]  # e.g. ["English (en)", "Français (fr)", "العربية (ar)"]; [] for an untranslated form
+    # e.g. ["English (en)", "Français (fr)", "العربية (ar)"]; [] for an untranslated form
+    languages: list[str]
     tables: dict[str, TableSchema]
     questions: dict[str, Question]  # keyed by xpath (every historical xpath maps to the merged question)
     choices: list[Choice]

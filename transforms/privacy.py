@@ -99,7 +99,8 @@ SAFE_SYSTEM_KEYS = frozenset(
 #: Structure, not answers: groups and repeats are never decisions of their own.
 STRUCTURE_TYPES = frozenset({"begin_group", "end_group", "group", "begin_repeat", "end_repeat", "repeat"})
 _VERSION_KEY = re.compile(r"^_version_(_\d+)?$")
-_ATTACHMENT_SAFE_FIELDS = ("uid", "mimetype", "question_xpath")
+# is_deleted is a KoBo flag (boolean), no personal data; analysts need it to ignore removed files
+_ATTACHMENT_SAFE_FIELDS = ("uid", "mimetype", "question_xpath", "is_deleted")
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
 
 

@@ -27,7 +27,8 @@ from warehouse.sql import qualified, quote_ident, quote_literal
 MISSING = "(missing)"
 
 VALUES_DDL = """CREATE TABLE IF NOT EXISTS marts.indicator_values (
-    indicator_code VARCHAR NOT NULL, form VARCHAR NOT NULL, period_start DATE NOT NULL, period_end DATE NOT NULL,
+    indicator_code VARCHAR NOT NULL, form VARCHAR NOT NULL, period_start DATE NOT NULL,
+    period_end DATE NOT NULL,
     period_grain VARCHAR NOT NULL, disaggregation VARCHAR NOT NULL, disaggregation_value VARCHAR,
     numerator DOUBLE, denominator DOUBLE, value DOUBLE, n BIGINT, suppressed BOOLEAN NOT NULL,
     run_id VARCHAR, computed_at TIMESTAMP)"""
@@ -39,12 +40,14 @@ DIM_INDICATOR_DDL = """CREATE TABLE IF NOT EXISTS marts.dim_indicator (
     status VARCHAR, error VARCHAR, run_id VARCHAR, computed_at TIMESTAMP)"""
 
 DIM_PERIOD_SQL = """CREATE OR REPLACE TABLE marts.dim_period AS
-SELECT CAST(d AS DATE) AS date, year(d)::BIGINT AS year, quarter(d)::BIGINT AS quarter, month(d)::BIGINT AS month,
+SELECT CAST(d AS DATE) AS date, year(d)::BIGINT AS year, quarter(d)::BIGINT AS quarter,
+       month(d)::BIGINT AS month,
        monthname(d) AS month_name, strftime(d, '%Y-%m') AS year_month,
        'Q' || quarter(d) || ' ' || year(d) AS year_quarter, isoyear(d)::BIGINT AS iso_year,
        week(d)::BIGINT AS week, isodow(d)::BIGINT AS day_of_week, dayname(d) AS day_name,
        CAST(date_trunc('week', d) AS DATE) AS week_start, CAST(date_trunc('month', d) AS DATE) AS month_start,
-       CAST(date_trunc('quarter', d) AS DATE) AS quarter_start, CAST(date_trunc('year', d) AS DATE) AS year_start
+       CAST(date_trunc('quarter', d) AS DATE) AS quarter_start,
+       CAST(date_trunc('year', d) AS DATE) AS year_start
 FROM (SELECT unnest(generate_series(CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), INTERVAL 1 DAY)) AS d)
 ORDER BY date"""
 
@@ -166,7 +169,8 @@ def _write_marts(
         for ind in defs.indicators:
             err = failed.get(ind.code)
             con.execute(
-                "INSERT INTO marts.dim_indicator VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO marts.dim_indicator VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     ind.code,
                     ind.name,
@@ -188,15 +192,18 @@ def _write_marts(
                     run.computed_at,
                 ],
             )
-        lo, hi = con.execute(
+        bounds = con.execute(
             "SELECT min(period_start), max(period_end) FROM marts.indicator_values"
         ).fetchone()
-        if lo is None:
+        # an aggregate without GROUP BY always returns one row; min/max are NULL when there are no values
+        lo, hi = bounds if bounds is not None else (None, None)
+        if lo is None or hi is None:
             con.execute(DIM_PERIOD_SQL + " LIMIT 0", ["2000-01-01", "2000-01-01"])
         else:
             # whole calendar years: Power BI's "mark as date table" wants contiguous dates
             con.execute(DIM_PERIOD_SQL, [lo.replace(month=1, day=1), hi.replace(month=12, day=31)])
-        run.rows = con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
+        counted = con.execute(f"SELECT count(*) FROM {stage}").fetchone()
+        run.rows = int(counted[0]) if counted else 0
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -327,7 +334,8 @@ def _indicator_sql(con: duckdb.DuckDBPyConnection, defs: IndicatorSet, ind: Indi
     return (
         f"WITH _base AS ({base}), _agg AS ({' UNION ALL '.join(parts)}) "
         f"SELECT {quote_literal(ind.code)}, {quote_literal(ind.form)}, a._period, "
-        f"CAST(a._period + INTERVAL {_GRAIN_INTERVAL[grain]} - INTERVAL 1 DAY AS DATE), {quote_literal(grain)}, "
+        f"CAST(a._period + INTERVAL {_GRAIN_INTERVAL[grain]} - INTERVAL 1 DAY AS DATE), "
+        f"{quote_literal(grain)}, "
         f"a.disaggregation, a.disaggregation_value, "
         f"CASE WHEN {small} THEN NULL ELSE CAST(a.numerator AS DOUBLE) END, "
         f"CASE WHEN {small} THEN NULL ELSE CAST(a.denominator AS DOUBLE) END, "

@@ -82,7 +82,8 @@ def publish(
         copy_warehouse: keep the snapshot as the analysts' copy (False: delete it after exporting).
 
     Raises:
-        PublishError: a form is not in the warehouse, or writing failed (nothing half-written is left visible).
+        PublishError: a form is not in the warehouse, or writing failed (nothing half-written is left
+            visible).
     """
     if fmt not in ("parquet", "csv"):
         raise PublishError(f"unknown export format {fmt!r}: use 'parquet' or 'csv'")
@@ -156,12 +157,20 @@ def publish(
 
 
 def _snapshot(con_or_path: duckdb.DuckDBPyConnection | Path | str, snap_path: Path) -> None:
-    """Copy the whole warehouse to `snap_path` in one statement, i.e. one transaction: a consistent snapshot."""
+    """Copy the whole warehouse to `snap_path` in one statement, i.e. one transaction: a consistent
+    snapshot."""
     own = not isinstance(con_or_path, duckdb.DuckDBPyConnection)
-    con = duckdb.connect(str(con_or_path), read_only=True) if own else con_or_path
+    con = (
+        con_or_path
+        if isinstance(con_or_path, duckdb.DuckDBPyConnection)
+        else duckdb.connect(str(con_or_path), read_only=True)
+    )
     alias = f"publish_{snap_path.name.split('.')[1][:12]}"
     try:
-        source = con.execute("SELECT current_database()").fetchone()[0]
+        row = con.execute("SELECT current_database()").fetchone()
+        if row is None:  # a SELECT without FROM always returns one row; this only narrows the type
+            raise PublishError("the warehouse did not report its database name")
+        source = row[0]
         con.execute(f"ATTACH {quote_literal(str(snap_path))} AS {quote_ident(alias)}")
         try:
             con.execute(f"COPY FROM DATABASE {quote_ident(source)} TO {quote_ident(alias)}")
@@ -225,14 +234,20 @@ def _table_select(
 def _copy(con: duckdb.DuckDBPyConnection, select: str, path: Path, fmt: Format, meta: dict[str, Any]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
-        kv = f"{{publish_id: {quote_literal(meta['publish_id'])}, run_id: {quote_literal(meta['run_id'] or '')}}}"
+        kv = (
+            f"{{publish_id: {quote_literal(meta['publish_id'])}, "
+            f"run_id: {quote_literal(meta['run_id'] or '')}}}"
+        )
         options = f"FORMAT parquet, KV_METADATA {kv}"
     else:
         options = (
             "FORMAT csv, HEADER true, DELIMITER ',', DATEFORMAT '%Y-%m-%d', "
             "TIMESTAMPFORMAT '%Y-%m-%dT%H:%M:%S.%f'"
         )
-    return int(con.execute(f"COPY ({select}) TO {quote_literal(str(path))} ({options})").fetchone()[0])
+    row = con.execute(f"COPY ({select}) TO {quote_literal(str(path))} ({options})").fetchone()
+    if row is None:  # COPY ... TO always returns its row count; this only narrows the type
+        raise PublishError(f"writing {path.name} reported no row count")
+    return int(row[0])
 
 
 def _file_entry(
@@ -267,8 +282,8 @@ def _export_form(
     tables = [
         r[0]
         for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
-            "ORDER BY table_name",
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = ? ORDER BY table_name",
             [slug],
         ).fetchall()
         if not r[0].startswith("_")

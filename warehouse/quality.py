@@ -29,8 +29,11 @@ DQ_DDL = (
         unexpected_percent DOUBLE, description VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS ops.dq_failed_rows (
         run_id VARCHAR NOT NULL, form VARCHAR NOT NULL, submission_id BIGINT NOT NULL, rule VARCHAR NOT NULL,
-        "column" VARCHAR, severity VARCHAR NOT NULL, enumerator VARCHAR)""",
+        "column" VARCHAR, severity VARCHAR NOT NULL, enumerator VARCHAR, row_key VARCHAR)""",
+    # a warehouse created before repeat tables were checked: the repeat row's `_key` (NULL for submissions)
+    "ALTER TABLE ops.dq_failed_rows ADD COLUMN IF NOT EXISTS row_key VARCHAR",
 )
+_FAILED_COLUMNS = ("run_id", "form", "submission_id", "rule", "column", "severity", "enumerator", "row_key")
 STATUS_COLUMN = "_dq_status"
 
 
@@ -61,7 +64,8 @@ def write_dq_run(
     Args:
         results: items with `expectation` (or `check`), `kind`, `column`, `severity`, `success`,
             `unexpected_count`, `unexpected_percent`, `description`.
-        failed_rows: items with `submission_id`, `rule`, `column`, `severity`, `enumerator`.
+        failed_rows: items with `submission_id`, `rule`, `column`, `severity`, `enumerator` and, for a
+            check on a repeat table, `row_key` (the repeat row's `_key`).
         rows_checked: how many submissions were checked.
 
     Returns:
@@ -102,6 +106,7 @@ def write_dq_run(
             _get(f, "column"),
             str(_get(f, "severity", "error")),
             _get(f, "enumerator"),
+            _get(f, "row_key"),
         )
         for f in failed_rows
     ]
@@ -120,13 +125,14 @@ def write_dq_run(
         if res_rows:
             con.executemany("INSERT INTO ops.dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", res_rows)
         if fr_rows:
-            names = ["run_id", "form", "submission_id", "rule", "column", "severity", "enumerator"]
+            names = list(_FAILED_COLUMNS)
             arrow = pa.table(
                 {n: [r[i] for r in fr_rows] for i, n in enumerate(names)},
                 schema=pa.schema([(n, pa.int64() if n == "submission_id" else pa.string()) for n in names]),
             )
             con.register("_dq_failed_in", arrow)
-            con.execute("INSERT INTO ops.dq_failed_rows SELECT * FROM _dq_failed_in")
+            cols = ", ".join(quote_ident(n) for n in names)
+            con.execute(f"INSERT INTO ops.dq_failed_rows ({cols}) SELECT {cols} FROM _dq_failed_in")
             con.unregister("_dq_failed_in")
         con.execute("COMMIT")
     except BaseException:

@@ -12,7 +12,8 @@ import duckdb
 
 FORM = "household_survey"
 
-# _id, today, consent, admin1, admin2, head_sex, fcs days (cereals, pulses, veg, fruit, meat, dairy, sugar, oil),
+# _id, today, consent, admin1, admin2, head_sex,
+# fcs days (cereals, pulses, veg, fruit, meat, dairy, sugar, oil),
 # rcsi days (less_preferred, borrow, limit_portion, restrict_adults, reduce_meals), water_source
 HOUSEHOLDS = [
     # FCS 14+9+2+0+4+0+1.5+3.5 = 34 (borderline); rCSI 2+2+3+0+1 = 8; improved
@@ -132,7 +133,8 @@ RCSI = [
 
 
 def build_household_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
-    """Create the warehouse tables exactly as the contract names them and fill them; returns the connection."""
+    """Create the warehouse tables exactly as the contract names them and fill them; returns the
+    connection."""
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
     for schema in (FORM, "meta", "marts", "ops"):
@@ -140,7 +142,8 @@ def build_household_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     fcs_cols = ", ".join(f"{c} BIGINT" for c in FCS)
     rcsi_cols = ", ".join(f"{c} BIGINT" for c in RCSI)
     con.execute(
-        f"""CREATE TABLE {FORM}.submissions (_id BIGINT PRIMARY KEY, _uuid VARCHAR, _submission_time TIMESTAMP,
+        f"""CREATE TABLE {FORM}.submissions (_id BIGINT PRIMARY KEY, _uuid VARCHAR,
+        _submission_time TIMESTAMP,
         today DATE, "start" TIMESTAMPTZ, "end" TIMESTAMPTZ, consent VARCHAR, admin1 VARCHAR, admin2 VARCHAR,
         site VARCHAR, head_sex VARCHAR, head_age BIGINT, hh_size BIGINT, displaced VARCHAR, {fcs_cols},
         {rcsi_cols}, water_source VARCHAR, income DECIMAL(10,2), visits UTINYINT, _dq_status VARCHAR)"""
@@ -149,12 +152,14 @@ def build_household_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
         size = sum(1 for m in MEMBERS if m[0] == _id)
         con.execute(
             f"INSERT INTO {FORM}.submissions VALUES (?, ?, CAST(? AS TIMESTAMP) + INTERVAL 10 HOUR, ?, "
-            "CAST(? || ' 08:15:00+03' AS TIMESTAMPTZ), CAST(? || ' 08:45:00+03' AS TIMESTAMPTZ), ?, ?, ?, NULL, ?, "
+            "CAST(? || ' 08:15:00+03' AS TIMESTAMPTZ), CAST(? || ' 08:45:00+03' AS TIMESTAMPTZ), "
+            "?, ?, ?, NULL, ?, "
             f"40, ?, 'no', {', '.join('?' * 8)}, {', '.join('?' * 5)}, ?, 12.5, 1, 'ok')",
             [_id, f"uuid-{_id}", today, today, today, today, consent, a1, a2, sex, size, *fcs, *rcsi, water],
         )
     con.execute(
-        f"""CREATE TABLE {FORM}.members (_key VARCHAR PRIMARY KEY, _submission_id BIGINT, _parent_key VARCHAR,
+        f"""CREATE TABLE {FORM}.members (_key VARCHAR PRIMARY KEY, _submission_id BIGINT,
+        _parent_key VARCHAR,
         _position INTEGER, member_sex VARCHAR, member_age BIGINT, member_disability VARCHAR)"""
     )
     for sid, pos, sex, age in MEMBERS:
@@ -163,7 +168,8 @@ def build_household_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
             [f"{sid}/members[{pos}]", sid, pos, sex, age],
         )
     con.execute(
-        f"""CREATE TABLE {FORM}.illnesses (_key VARCHAR PRIMARY KEY, _submission_id BIGINT, _parent_key VARCHAR,
+        f"""CREATE TABLE {FORM}.illnesses (_key VARCHAR PRIMARY KEY, _submission_id BIGINT,
+        _parent_key VARCHAR,
         _position INTEGER, illness_type VARCHAR, illness_date DATE)"""
     )
     for parent, pos, kind, date in ILLNESSES:
@@ -182,9 +188,12 @@ def build_household_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     )
     con.execute(
         """INSERT INTO meta.questions VALUES
-        ('household_survey', 'submissions', 'admin1', 'location/admin1', 'select_one', 'admin1', 'County', 'Comté', 'المقاطعة'),
-        ('household_survey', 'submissions', 'admin2', 'location/admin2', 'select_one', 'admin2', 'Sub-county', 'Sous-comté', 'المقاطعة الفرعية'),
-        ('household_survey', 'members', 'member_sex', 'members/member_sex', 'select_one', 'sex', 'Sex', 'Sexe', 'الجنس'),
+        ('household_survey', 'submissions', 'admin1', 'location/admin1', 'select_one', 'admin1',
+         'County', 'Comté', 'المقاطعة'),
+        ('household_survey', 'submissions', 'admin2', 'location/admin2', 'select_one', 'admin2',
+         'Sub-county', 'Sous-comté', 'المقاطعة الفرعية'),
+        ('household_survey', 'members', 'member_sex', 'members/member_sex', 'select_one', 'sex',
+         'Sex', 'Sexe', 'الجنس'),
         ('other_form', 'submissions', 'q1', 'q1', 'text', NULL, 'Other', 'Autre', 'آخر')"""
     )
     con.execute(

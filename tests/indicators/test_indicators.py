@@ -1,4 +1,5 @@
-"""Bundled indicators against hand-computed values on a fixed six-household dataset (see household_data.py)."""
+"""Bundled indicators against hand-computed values on a fixed six-household dataset (see
+household_data.py)."""
 
 from __future__ import annotations
 

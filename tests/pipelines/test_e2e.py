@@ -75,7 +75,12 @@ def fetch_raw_submissions(server: DemoKoboServer) -> list[dict]:
     while True:
         r = requests.get(
             f"{server.url}/api/v2/assets/{server.household_uid}/data/",
-            params={"format": "json", "limit": 1000, "sort": '{"_id":1}', "query": json.dumps({"_id": {"$gt": after}})},
+            params={
+                "format": "json",
+                "limit": 1000,
+                "sort": '{"_id":1}',
+                "query": json.dumps({"_id": {"$gt": after}}),
+            },
             headers={"Authorization": f"Token {server.token}"},
             timeout=30,
         )
@@ -94,14 +99,18 @@ def warehouse(run: dict) -> duckdb.DuckDBPyConnection:
 def test_flow_syncs_every_submission_through_the_page_cap(pipeline_run: dict) -> None:
     server: DemoKoboServer = pipeline_run["server"]
     with warehouse(pipeline_run) as con:
-        ids = [r[0] for r in con.execute("SELECT _id FROM household_survey.submissions ORDER BY _id").fetchall()]
+        ids = [
+            r[0] for r in con.execute("SELECT _id FROM household_survey.submissions ORDER BY _id").fetchall()
+        ]
         members = con.execute("SELECT count(*) FROM household_survey.members").fetchone()[0]
     assert ids == [s["_id"] for s in pipeline_run["raw"]]
     assert len(ids) == HOUSEHOLDS
     expected_members = sum(len(s.get("members", [])) for s in pipeline_run["raw"])
     assert members == expected_members > HOUSEHOLDS
     data_requests = [
-        e for e in server.requests if e.path.endswith(f"{server.household_uid}/data/") and "fields" not in e.query
+        e
+        for e in server.requests
+        if e.path.endswith(f"{server.household_uid}/data/") and "fields" not in e.query
     ]
     assert all(int(e.query["limit"]) <= 1000 for e in data_requests)
     assert len(data_requests) >= 2  # 1 500 rows cannot come in one capped page
@@ -144,11 +153,13 @@ def table_fingerprints(path: Path, slug: str) -> dict[str, tuple]:
     out = {}
     with duckdb.connect(str(path), read_only=True) as con:
         tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE'",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+            "AND table_type = 'BASE TABLE'",
             [slug]).fetchall()]
         for t in sorted(tables):
             cols = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
                 [slug, t]).fetchall() if r[0] != "_dq_status"]
             select = ", ".join(f'"{c}"' for c in cols)
             out[t] = con.execute(
@@ -164,7 +175,8 @@ def test_recorded_real_forms_sync_into_typed_tables(pipeline_run: dict) -> None:
         cols = {r[0]: r[1] for r in con.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
             "AND table_name = 'submissions'", [slug]).fetchall()}
-        assert "hh_sex" in cols and not any(c.startswith("hh_sex_") and c != "hh_sex" for c in cols if "__" not in c)
+        assert "hh_sex" in cols
+        assert not any(c.startswith("hh_sex_") and c != "hh_sex" for c in cols if "__" not in c)
         assert cols["_id"] == "BIGINT" and cols["_submission_time"] == "TIMESTAMP"
         assert con.execute(f'SELECT count(*), count(hh_sex) FROM "{slug}".submissions').fetchone() == (6, 6)
         # nested repeats of aANhxwX9S6BCsiYMgQj9kV become linked tables with deterministic keys
@@ -252,7 +264,8 @@ def output_texts(run: dict) -> dict[str, bytes]:
     for db in [run["data_dir"] / "warehouse.duckdb", run["data_dir"] / "exports" / "warehouse.duckdb"]:
         with duckdb.connect(str(db), read_only=True) as con:
             for schema, table in con.execute(
-                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_type = 'BASE TABLE'"
             ).fetchall():
                 rows = con.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()
                 texts[f"{db}:{schema}.{table}"] = repr(rows).encode("utf-8")
@@ -297,5 +310,7 @@ def test_outputs_exist_where_the_readme_says(pipeline_run: dict) -> None:
     assert any((data_dir / "logs").iterdir())
     with warehouse(pipeline_run) as con:
         runs = con.execute("SELECT count(*) FROM ops.sync_runs WHERE form = 'household_survey'").fetchone()[0]
-        indicators = con.execute("SELECT count(DISTINCT indicator_code) FROM marts.indicator_values").fetchone()[0]
+        indicators = con.execute(
+            "SELECT count(DISTINCT indicator_code) FROM marts.indicator_values"
+        ).fetchone()[0]
     assert runs >= 1 and indicators >= 5

@@ -35,7 +35,8 @@ def test_wrong_token_alerts_by_webhook_and_email(server, tmp_path):
     with webhook_receiver() as (url, bodies), smtp_sink() as (host, port, messages):
         settings = demo_settings(
             server, tmp_path, kobo_token="wrong-token-xyz", alert_webhook_url=url, smtp_host=host,
-            smtp_port=port, smtp_starttls=False, smtp_from="etl@example.org", smtp_to="im@example.org, duty@example.org",
+            smtp_port=port, smtp_starttls=False, smtp_from="etl@example.org",
+            smtp_to="im@example.org, duty@example.org",
         )
         result = run_sync(settings, progress=False)
     assert result.red and result.error_types == {"household_survey": "TokenRejected"}

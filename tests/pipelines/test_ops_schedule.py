@@ -23,8 +23,8 @@ def forms_dir(tmp_path):
     d = tmp_path / "forms"
     write_form_config(d, FormConfig(slug="household_survey", asset_uid="aHH1", name="Households",
                                     schedule={"cron": "15 6 * * 1-5", "timezone": "Africa/Nairobi"}))
-    write_form_config(d, FormConfig(slug="market_prices", asset_uid="aMP2",
-                                    schedule={"cron": "0 */2 * * *", "timezone": "Asia/Dhaka", "active": False}))
+    schedule = {"cron": "0 */2 * * *", "timezone": "Asia/Dhaka", "active": False}
+    write_form_config(d, FormConfig(slug="market_prices", asset_uid="aMP2", schedule=schedule))
     return d
 
 

@@ -25,7 +25,9 @@ def test_deployments_follow_the_form_configs(server, tmp_path):
     (dep,) = build_deployments(forms)
     assert dep.name == "sync-household_survey"
     assert dep.parameters == {"slug": "household_survey"}
-    assert dep.entrypoint.endswith("pipelines/flows.py:sync_form") or dep.entrypoint.endswith("flows.py:sync_form")
+    assert dep.entrypoint.endswith("pipelines/flows.py:sync_form") or dep.entrypoint.endswith(
+        "flows.py:sync_form"
+    )
     (sched,) = dep.schedules
     assert sched.schedule.cron == "30 7 * * *" and sched.schedule.timezone == "Africa/Nairobi"
     assert sched.active is True

@@ -55,7 +55,9 @@ def test_status_after_a_sync(synced):
     settings, result = synced
     summary = result.summaries[0]
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-    pending = con.execute("SELECT count(*) FROM ops.pending_privacy_decisions WHERE form = 'household_survey'")
+    pending = con.execute(
+        "SELECT count(*) FROM ops.pending_privacy_decisions WHERE form = 'household_survey'"
+    )
     pending = pending.fetchone()[0]
     dq = con.execute("SELECT errors_failed, warnings_failed FROM ops.dq_runs WHERE form = 'household_survey'")
     errors, warnings = dq.fetchone()
@@ -150,7 +152,9 @@ def test_sync_writes_a_log_file_without_the_token(server, tmp_path, monkeypatch,
 
 
 def _page(n: int, count: int, last_id: int) -> SubmissionPage:
-    return SubmissionPage(results=[{"_id": i} for i in range(n)], count=count, last_id=last_id, nbytes=0, raw=b"")
+    return SubmissionPage(
+        results=[{"_id": i} for i in range(n)], count=count, last_id=last_id, nbytes=0, raw=b""
+    )
 
 
 def test_progress_on_a_terminal_redraws_one_line_with_rate_and_eta():
@@ -189,7 +193,9 @@ def test_progress_off_a_terminal_logs_plain_lines():
     assert [r.getMessage() for r in records] == ["hh: 500/1500 submissions, 1 page, 100/s, ETA 10s"]
 
 
-def test_report_publish_and_dictionary_commands(server, synced, monkeypatch, capsys, restore_logging, tmp_path):
+def test_report_publish_and_dictionary_commands(
+    server, synced, monkeypatch, capsys, restore_logging, tmp_path
+):
     settings, _ = synced
     for k, v in demo_env(server, settings.data_dir.parent).items():
         monkeypatch.setenv(k, v)

@@ -1,4 +1,5 @@
-"""Exports for Power BI: every file read back with pyarrow and DuckDB, types, counts, keys, manifest, atomicity."""
+"""Exports for Power BI: every file read back with pyarrow and DuckDB, types, counts, keys, manifest,
+atomicity."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def test_parquet_files_types_counts_keys_manifest(con, tmp_path: Path) -> None:
     assert set(pq.read_table(folder / "labels/choices.parquet").column("form").to_pylist()) == {FORM}
     assert reader.execute(
         f"SELECT count(*) FROM read_parquet('{folder}/indicators/indicator_values.parquet') v "
-        f"WHERE v.period_start NOT IN (SELECT date FROM read_parquet('{folder}/indicators/dim_period.parquet'))"
+        f"WHERE v.period_start NOT IN "
+        f"(SELECT date FROM read_parquet('{folder}/indicators/dim_period.parquet'))"
     ).fetchone() == (0,)
     loc = pq.read_table(folder / "indicators/dim_location.parquet").to_pylist()
     assert {

@@ -193,6 +193,9 @@ def test_default_privacy_policy_leaves_no_name_url_or_host() -> None:
     rows = _rows(table)
     assert len(rows) == 5
     assert all(r["basename"] is None for r in rows.values())
+    # the deletion flag is kept by the default policy (a boolean, no personal data)
+    assert rows["attPhoto0003"]["is_deleted"] is True
+    assert rows["attSelfie001"]["is_deleted"] is False
     assert rows["attPhoto0003"]["_key"] == "1042/rep[2]/sub[2]"
     assert rows["attPhoto0003"]["question_xpath"] == "grp/rep/sub/photo"
     # media questions are withheld by default: no warehouse column to point at
@@ -277,6 +280,6 @@ def test_load_into_duckdb_is_idempotent(tmp_path: Path) -> None:
         edited[0]["_attachments"] = edited[0]["_attachments"][:1]
         subs2 = apply_policy(edited, raw, policy, KEY).submissions
         upsert_batch(con, stored, with_attachment_rows(to_tables(subs2, stored), subs2, stored), run_id="r3")
-        assert con.execute(select).fetchall() == [(1042, "1042", "attSelfie001", None)]
+        assert con.execute(select).fetchall() == [(1042, "1042", "attSelfie001", False)]
     finally:
         con.close()
