@@ -151,7 +151,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     forms = select_forms(settings, args.forms or None)
     settings.require_token()  # fail now, not at the first tick hours later
     settings.require_key()
-    serve_forms(forms, limit=args.limit)
+    serve_forms(forms, limit=args.limit, data_dir=settings.data_dir)
     return EXIT_OK
 
 
