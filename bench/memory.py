@@ -1,6 +1,6 @@
 """Where the memory of a sync goes: RSS after every page, Python heap, DuckDB's buffer pool.
 
-    .venv/bin/python bench/memory.py --submissions 100000 [--checks]
+    .venv/bin/python bench/memory.py --submissions 100000 [--checks] [--concurrency K]
 
 Runs one real sync (as bench/run.py does, server in its own process) and samples, after each page's
 `upsert_batch`, the process RSS, the Python heap (tracemalloc is too slow here; `sys.getallocatedblocks`
@@ -35,6 +35,7 @@ def main() -> int:
     p.add_argument("--submissions", type=int, default=100_000)
     p.add_argument("--checks", action="store_true")
     p.add_argument("--every", type=int, default=10, help="print every k-th page")
+    p.add_argument("--concurrency", type=int, default=3, help="the form's sync.concurrency")
     args = p.parse_args()
 
     import pipelines.run as run
@@ -53,7 +54,7 @@ def main() -> int:
     server = ServerProcess(args.submissions)
     work = Path(tempfile.mkdtemp(prefix="kobo-bench-mem-"))
     try:
-        settings = prepare(server, work)
+        settings = prepare(server, work, args.concurrency)
         t0 = time.perf_counter()
         run.run_sync(settings, **sync_kwargs(run.run_sync, args.checks))
         wall = time.perf_counter() - t0

@@ -195,7 +195,7 @@ def test_auth_and_visibility_errors(demo_server):
 
 
 def test_asset_list_detail_and_versions(demo_server):
-    # limit=1: the bundled household survey and draft alone make two pages (the recorded fixtures may be absent)
+    # limit=1: the bundled household survey and draft make two pages even without the recorded fixtures
     listing = get(demo_server, "/api/v2/assets/", q="asset_type:survey", limit=1).json()
     assert listing["next"].endswith("limit=1&q=asset_type%3Asurvey&start=1")
     items = get(demo_server, "/api/v2/assets/", q="asset_type:survey", limit=100).json()["results"]
