@@ -67,10 +67,12 @@ def run_demo(settings: Settings, households: int = 2000, use_prefect: bool = Tru
 
 
 def _run_flow() -> RunResult:
-    from pipelines.flows import sync_all
+    from pipelines.flows import RedRun, sync_all
 
     state = sync_all(return_state=True)
     payload: Any = state.result(raise_on_failure=False) if state.data is not None else []
+    if isinstance(payload, RedRun):  # a red run carries its summaries on the exception
+        payload = payload.summaries
     summaries = [SyncSummary(**d) for d in payload] if isinstance(payload, list) else []
     errors = [] if summaries else [state.message or "the flow failed"]
     return RunResult(

@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from prefect.states import Completed, Failed, State
 
-from config import load_settings
+from config import EtlError, load_settings
 from pipelines.logs import setup_logging
 from pipelines.run import RunResult, run_sync
 from pipelines.schedule import server_limit_name
@@ -33,8 +33,20 @@ def _run(slugs: list[str] | None, full: bool) -> State:
     return _final_state(result)
 
 
+class RedRun(EtlError):
+    """A run ended red: a form failed or an error-severity check failed. Carries the counts (no values)."""
+
+    def __init__(self, message: str, summaries: list[dict]) -> None:
+        super().__init__(message)
+        self.summaries = summaries
+
+
 def _final_state(result: RunResult) -> State:
-    """Counts only in the result; a red run ends Failed without a stack trace."""
+    """Counts only in the result; a red run ends Failed.
+
+    A Failed state's data must be an exception: a deployment run re-raises it (Prefect logs it once), and
+    `state.result(raise_on_failure=False)` returns it with the summaries attached.
+    """
     payload = [s.to_dict() for s in result.summaries]
     logger = get_run_logger()
     for summary in result.summaries:
@@ -46,7 +58,8 @@ def _final_state(result: RunResult) -> State:
         reasons = result.errors or [
             f"{s.form}: {s.checks_failed} error checks failed" for s in result.summaries if s.checks_failed
         ]
-        return Failed(message="; ".join(reasons), data=payload)
+        message = "; ".join(reasons)
+        return Failed(message=message, data=RedRun(message, payload))
     return Completed(message=f"{len(payload)} form(s) synced", data=payload)
 
 

@@ -20,6 +20,7 @@ from config import DEMO_PSEUDONYMISATION_KEY, load_settings
 from connectors.demo_server import DemoKoboServer, fixtures_dir
 from pipelines import cli
 from pipelines.demo import prepare_demo_forms
+from pipelines.flows import RedRun
 from pipelines.run import run_sync
 
 HOUSEHOLDS = 1500  # more than one 1 000-row page: the cap must not truncate anything
@@ -120,7 +121,9 @@ def test_flow_result_is_counts_only_and_red_when_error_checks_fail(pipeline_run:
     state = pipeline_run["state"]
     # the demo data carries deliberate quality problems, so the run is red (Failed) by design
     assert state.is_failed()
-    payload = state.result(raise_on_failure=False)
+    red = state.result(raise_on_failure=False)
+    assert isinstance(red, RedRun)  # a Failed state's data is an exception (Prefect re-raises it)
+    payload = red.summaries
     household = next(p for p in payload if p["form"] == "household_survey")
     assert household["inserted"] == HOUSEHOLDS
     assert household["checks_failed"] > 0
