@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from bisect import bisect_right
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,9 @@ FIRST_ID = 10_000_000
 ID_STRIDE = 4  # _id(i) = FIRST_ID + 4*i + (0..2): strictly increasing, never dense (server-wide sequence)
 PERIOD_START = datetime(2026, 9, 15, tzinfo=UTC)
 PERIOD_DAYS = 60
-V2_FROM_DAY = 24  # v2 (adds household/income_source) was deployed on day 24 of the collection period
+V2_FROM_DAY = 24  # v2 (adds income_source and photo) was deployed on day 24 of the collection period
+PHOTO_SHARE = 0.3  # share of v2 submissions (with consent) that carry a photo of the shelter
+DEMO_OWNER = "demo_owner"  # the asset owner's username, as it appears in attachment filenames
 WORKDAY_START_S = 5 * 3600  # 08:00 at +03:00
 WORKDAY_LEN_S = 10 * 3600
 
@@ -319,6 +322,47 @@ def phone_at(seed: int, i: int) -> str:
     return _phone(_mix((seed * 0x85EBCA6B) ^ (i << 2) ^ 0x1234567))
 
 
+_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def photo_name_at(seed: int, i: int, first_name: str, start_ms: int) -> str | None:
+    """The device filename of the shelter photo of a v2 submission ``i``, or None (about 70%).
+
+    Drawn from its own hash of ``(seed, i)``. Some names hold the respondent's first name, as phones
+    and enumerators often write them: the reason the privacy policy must not keep filenames.
+    """
+    h = _mix((seed * 0xC2B2AE35) ^ (i << 3) ^ 0x7F4A7C15)
+    if h % 1000 >= PHOTO_SHARE * 1000:
+        return None
+    secs = start_ms // 1000 + 3 * 3600 + 60 + (h >> 10) % 1200  # taken during the interview, local time
+    day, sod = divmod(secs, 86400)
+    ymd = _date_str(day).replace("-", "")
+    hms = f"{sod // 3600:02d}{sod // 60 % 60:02d}{sod % 60:02d}"
+    style = (h >> 24) % 4
+    if style == 0:
+        return f"IMG_{ymd}_{hms}.jpg"
+    if style == 1:
+        return f"IMG_{ymd}_{first_name}.jpg"
+    if style == 2:
+        return f"{secs * 1000 + (h >> 32) % 1000}.jpg"
+    return f"shelter {first_name} {1 + (h >> 40) % 9}.jpg"  # Django stores spaces as underscores
+
+
+def attachment_uid_at(seed: int, i: int) -> str:
+    """The KPI attachment uid (``att`` + 22 letters/digits) of submission ``i``'s photo."""
+    h = (_mix((seed * 0x27D4EB2F) ^ (i << 4) ^ 0x165667B1) << 64) | _mix(i ^ 0x3C6EF372)
+    out = []
+    for _ in range(22):
+        h, r = divmod(h, len(_ALNUM))
+        out.append(_ALNUM[r])
+    return "att" + "".join(out)
+
+
+def _valid_filename(name: str) -> str:
+    """Django's ``get_valid_filename``: how KoBo stores a device filename (spaces become underscores)."""
+    return re.sub(r"(?u)[^-\w.]", "", name.strip().replace(" ", "_"))
+
+
 def quality_problems(households: int) -> dict[str, list[int]]:
     """Problem name -> the ``_id``s that carry it, for a server generating ``households`` submissions.
 
@@ -356,9 +400,10 @@ def _problem_index(households: int) -> dict[int, tuple[str, int | None]]:
 class HouseholdGenerator:
     """Generates household-survey submissions on demand; record ``i`` depends on ``(seed, i)`` only."""
 
-    def __init__(self, households: int, seed: int) -> None:
+    def __init__(self, households: int, seed: int, base_url: str = "") -> None:
         self.households = households
         self.seed = seed
+        self.base_url = base_url  # the server's url, for the attachments' download urls
         self._problems = _problem_index(households)
 
     def id_at(self, i: int) -> int:
@@ -405,7 +450,8 @@ class HouseholdGenerator:
         rec["meta/instanceID"] = "uuid:" + uid
         rec["_xform_id_string"] = HOUSEHOLD_UID
         rec["_uuid"] = uid
-        rec["_attachments"] = []
+        photo = rec.get("photo")
+        rec["_attachments"] = [self._attachment(i, rec["_id"], uid, photo)] if photo else []
         rec["_status"] = "submitted_via_web"
         gps = rec.get("location/gps")
         if gps:
@@ -418,6 +464,24 @@ class HouseholdGenerator:
         rec["_submitted_by"] = enum
         rec["meta/rootUuid"] = "uuid:" + uid
         return rec
+
+    def _attachment(self, i: int, _id: int, uid: str, photo: str) -> dict[str, Any]:
+        """The `_attachments` entry of a photo, shaped as KPI serves it (kobo-api.md 3.6)."""
+        att = attachment_uid_at(self.seed, i)
+        basename = _valid_filename(photo)
+        url = f"{self.base_url}/api/v2/assets/{HOUSEHOLD_UID}/data/{_id}/attachments/{att}/"
+        return {
+            "download_url": url,
+            "download_large_url": f"{url}large/",
+            "download_medium_url": f"{url}medium/",
+            "download_small_url": f"{url}small/",
+            "mimetype": "image/jpeg",
+            "filename": f"{DEMO_OWNER}/attachments/{HOUSEHOLD_FORMHUB_UUID}/{uid}/{basename}",
+            "uid": att,
+            "question_xpath": "photo",
+            "is_deleted": False,
+            "media_file_basename": basename,
+        }
 
     @staticmethod
     def _validation(rnd: Callable[[], float], sub_epoch: int) -> dict[str, Any]:
@@ -533,6 +597,11 @@ class HouseholdGenerator:
         )
         rec["food/fcs_score"] = f"{score:g}"
         rec["water_source"] = _pick(rnd(), _WATER, _WATER_CUM)
+        if version == HOUSEHOLD_V2_UID:
+            # from a separate hash, not rnd(): every other answer stays what it was before v2 had photos
+            photo = photo_name_at(self.seed, i, first, start_ms)
+            if photo is not None:
+                rec["photo"] = photo
         needs = [x for x in _NEEDS if rnd() < 0.3] or [pick(_NEEDS)]
         if rnd() < 0.1:
             needs.append("other")

@@ -649,7 +649,7 @@ class DemoKoboServer:
     # -- assets
     def _build_assets(self) -> dict[str, _Asset]:
         base = self.url
-        gen = dd.HouseholdGenerator(self.households, self.seed)
+        gen = dd.HouseholdGenerator(self.households, self.seed, base)
         n = self.households
 
         def version(uid: str, content_name: str, deployed: str | None, modified: str) -> dict[str, Any]:

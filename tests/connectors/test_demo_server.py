@@ -220,7 +220,12 @@ def test_asset_list_detail_and_versions(demo_server):
     ).json()
     xp1 = {r.get("$xpath") for r in v1["content"]["survey"]}
     xp2 = {r.get("$xpath") for r in v2["content"]["survey"]}
-    assert xp2 - xp1 == {"household/income_source"}
+    assert xp2 - xp1 == {"household/income_source", "photo"}
+    types1 = {r.get("$xpath"): r["type"] for r in v1["content"]["survey"]}
+    types2 = {r.get("$xpath"): r["type"] for r in v2["content"]["survey"]}
+    # income changes type across versions (integer -> decimal): the schema must widen it
+    assert (types1["household/income"], types2["household/income"]) == ("integer", "decimal")
+    assert types2["photo"] == "image"
     draft = get(demo_server, f"/api/v2/assets/{demo_server.draft_uid}/").json()
     assert draft["deployment_status"] == "draft" and draft["has_deployment"] is False
 
@@ -232,6 +237,24 @@ def test_versions_in_data_match_deployed_versions(demo_server):
     assert v1 and v2 and len(v1) + len(v2) == 1500
     assert not any("household/income_source" in r for r in v1)
     assert sum("household/income_source" in r for r in v2) > len(v2) // 2
+    # v2 added a photo question: ~30% of v2 submissions carry a photo and its KPI-shaped attachment
+    assert not any("photo" in r or r["_attachments"] for r in v1)
+    with_photo = [r for r in v2 if "photo" in r]
+    assert 0.2 * len(v2) < len(with_photo) < 0.4 * len(v2)
+    assert all(r["_attachments"] == [] for r in v2 if "photo" not in r)
+    names = [r["photo"] for r in with_photo]
+    assert any(n.startswith("IMG_") for n in names) and any(" " in n for n in names)
+    for r in with_photo:
+        (att,) = r["_attachments"]
+        basename = r["photo"].replace(" ", "_")
+        root = r["meta/rootUuid"].removeprefix("uuid:")
+        assert att["uid"].startswith("att") and len(att["uid"]) == 25
+        assert att["mimetype"] == "image/jpeg" and att["question_xpath"] == "photo"
+        assert att["media_file_basename"] == basename and att["is_deleted"] is False
+        assert att["filename"] == f"demo_owner/attachments/{dd.HOUSEHOLD_FORMHUB_UUID}/{root}/{basename}"
+        url = f"{demo_server.url}/api/v2/assets/{dd.HOUSEHOLD_UID}/data/{r['_id']}/attachments/{att['uid']}/"
+        assert att["download_url"] == url
+        assert att["download_small_url"] == url + "small/"
 
 
 def test_quality_problems_are_where_documented(demo_server):

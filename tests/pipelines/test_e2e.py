@@ -319,3 +319,39 @@ def test_outputs_exist_where_the_readme_says(pipeline_run: dict) -> None:
             "SELECT count(DISTINCT indicator_code) FROM marts.indicator_values"
         ).fetchone()[0]
     assert runs >= 1 and indicators >= 5
+
+
+def test_photos_land_as_attachment_rows_and_income_is_widened(pipeline_run: dict) -> None:
+    raw = [r for r in pipeline_run["raw"] if r["_attachments"]]
+    assert raw and all(r.get("photo") for r in raw)
+    with warehouse(pipeline_run) as con:
+        rows = con.execute(
+            "SELECT _submission_id, question_xpath, attachment_uid, mimetype, basename, download_path,"
+            " is_deleted FROM household_survey.attachments ORDER BY _submission_id"
+        ).fetchall()
+        cols = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'household_survey' AND table_name = 'submissions'"
+            ).fetchall()
+        )
+        summaries = [
+            json.loads(s)
+            for (s,) in con.execute(
+                "SELECT summary FROM ops.sync_runs WHERE form = 'household_survey'"
+            ).fetchall()
+            if s
+        ]
+    uid = pipeline_run["server"].household_uid
+    expected = {
+        r["_id"]: f"/api/v2/assets/{uid}/data/{r['_id']}/attachments/{r['_attachments'][0]['uid']}/"
+        for r in raw
+    }
+    assert {r[0]: r[5] for r in rows} == expected and len(rows) == len(raw)
+    # the policy drops the photo question, so filenames (often people's names) never reach the warehouse
+    assert all(r[1] == "photo" and r[3] == "image/jpeg" and r[4] is None and r[6] is False for r in rows)
+    assert "photo" not in cols
+    # income is integer in v1 and decimal in v2: widened to DOUBLE and reported in the sync summary
+    assert cols["income"] == "DOUBLE"
+    changes = [c for s in summaries for c in s.get("schema_changes", [])]
+    assert any("income" in c for c in changes), changes
