@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from expectations.suites import KOBO_METADATA
 from expectations.validate import CheckResult, FailedRow
 from transforms.model import MAIN_TABLE, FormSchema
 
@@ -67,32 +68,8 @@ SEVERITY: dict[str, str] = {
     "other_specify": "info",
 }
 
-_META_COLUMNS = {
-    "start",
-    "end",
-    "today",
-    "deviceid",
-    "username",
-    "phonenumber",
-    "simserial",
-    "subscriberid",
-    "email",
-    "audit",
-    "instanceID",
-    "instanceName",
-    "_dq_status",
-}
-_META_TYPES = {
-    "start",
-    "end",
-    "today",
-    "deviceid",
-    "username",
-    "phonenumber",
-    "simserial",
-    "subscriberid",
-    "email",
-    "audit",
+_META_COLUMNS = KOBO_METADATA | {"instanceID", "instanceName", "_dq_status"}
+_META_TYPES = KOBO_METADATA | {
     "note",
     "calculate",
     "hidden",

@@ -23,8 +23,13 @@ TOKENS_TABLE = "select_multiple_tokens"
 #: Folder holding the per-form YAML files (`<slug>.yaml`) beside this module.
 OVERRIDES_DIR = Path(__file__).resolve().parent
 
+#: KoBo/ODK metadata questions: device and interview facts, never an answer about the household.
+KOBO_METADATA = frozenset(
+    {"start", "end", "today", "deviceid", "username", "phonenumber", "simserial", "subscriberid", "email",
+     "audit"}
+)
 #: Question types whose column never holds an answer the enumerator typed or picked.
-_NO_ANSWER_TYPES = {
+_NO_ANSWER_TYPES = KOBO_METADATA | {
     "note",
     "calculate",
     "begin_group",
@@ -43,16 +48,6 @@ _NO_ANSWER_TYPES = {
     "video",
     "file",
     "background-audio",
-    "audit",
-    "start",
-    "end",
-    "today",
-    "deviceid",
-    "username",
-    "phonenumber",
-    "simserial",
-    "subscriberid",
-    "email",
     "xml-external",
     "start-geopoint",
 }
