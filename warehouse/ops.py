@@ -58,7 +58,17 @@ def now_utc() -> datetime:
 
 
 def start_run(con: duckdb.DuckDBPyConnection, form: str) -> str:
-    """Record a sync run as 'running' and return its id."""
+    """Record a sync run as 'running' and return its id.
+
+    A run of the same form still marked 'running' was killed before it could finish (this process holds the
+    only write lock, so it cannot be alive): it is closed as failed, so `kobo-etl status` tells the truth.
+    """
+    con.execute(
+        """UPDATE ops.sync_runs SET status = 'failed', finished = ?,
+               error = 'interrupted: the process stopped before the run finished (the next run resumed it)'
+           WHERE form = ? AND status = 'running'""",
+        [now_utc(), form],
+    )
     run_id = uuid.uuid4().hex
     con.execute(
         "INSERT INTO ops.sync_runs (run_id, form, started, status) VALUES (?, ?, ?, 'running')",

@@ -182,12 +182,16 @@ def test_progress_off_a_terminal_logs_plain_lines():
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("kobo_etl.progress")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel (not `.level =`) also clears logging's isEnabledFor cache
+    # Prefect's logging setup (run by earlier tests in this process) disables loggers it does not know
+    disabled, logger.disabled = logger.disabled, False
     try:
         bar(_page(500, 1500, 500))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.disabled = disabled
     bar.close()
     assert stream.getvalue() == ""  # nothing drawn
     assert [r.getMessage() for r in records] == ["hh: 500/1500 submissions, 1 page, 100/s, ETA 10s"]

@@ -85,3 +85,14 @@ def test_pending_privacy_upsert_keeps_first_seen(con):
         ("resp/phone", "integer", "r2", first["resp/phone"], True),
     ]
     assert upsert_pending_privacy(con, "hh", []) == 0
+
+
+def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next(con):
+    killed = start_run(con, "hh")  # never finished: the process was killed
+    other_form = start_run(con, "other")
+    nxt = start_run(con, "hh")
+    assert run(con, killed)["status"] == "failed"
+    assert run(con, killed)["error"].startswith("interrupted")
+    assert run(con, killed)["finished"] is not None
+    assert run(con, nxt)["status"] == "running"
+    assert run(con, other_form)["status"] == "running"  # another form's run is not touched
