@@ -184,7 +184,7 @@ def test_progress_off_a_terminal_logs_plain_lines():
     logger.addHandler(handler)
     level = logger.level
     logger.setLevel(logging.INFO)  # setLevel (not `.level =`) also clears logging's isEnabledFor cache
-    # Prefect's logging setup (run by earlier tests in this process) disables loggers it does not know
+    # a logging setup run by earlier tests in this process (dictConfig) may have disabled this logger
     disabled, logger.disabled = logger.disabled, False
     try:
         bar(_page(500, 1500, 500))
