@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from config import FormConfig, Settings
+from config import EtlError, FormConfig, Settings
 from config.privacy import PrivacyPolicy
 from connectors import KoboClient, SubmissionPage
 from expectations import HfcReport
@@ -244,10 +244,7 @@ def sweep(
         pages = client.iter_submission_pages(ctx.config.asset_uid, ids=changed, page_size=REFETCH_BATCH)
         with load_session(con):
             load_pages(con, ctx, pages, summary, advance_watermark=False, loaded=loaded)
-    if deleted:
-        delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
-        summary.deleted += len(deleted)
-        log.info("%s: %d submissions deleted on the server", ctx.config.slug, len(deleted))
+    apply_deletions(con, ctx, deleted, summary)
 
 
 def sync_form(
@@ -340,13 +337,19 @@ def _drop_missing_after_full(
     seen: set[int] = set()
     for page in client.iter_submission_pages(ctx.config.asset_uid, fields=["_id"], page_size=1000):
         seen.update(int(r["_id"]) for r in page.results)
-    deleted = sorted(local - seen)
-    if deleted:
-        delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
-        summary.deleted += len(deleted)
+    apply_deletions(con, ctx, sorted(local - seen), summary)
+
+
+def apply_deletions(
+    con: duckdb.DuckDBPyConnection, ctx: FormContext, deleted: list[int], summary: SyncSummary
+) -> None:
+    """Remove (or soft-delete, per the form's config) submissions the server no longer has."""
+    if not deleted:
+        return
+    delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
+    summary.deleted += len(deleted)
+    log.info("%s: %d submissions deleted on the server", ctx.config.slug, len(deleted))
 
 
 def _is_expected(exc: BaseException) -> bool:
-    from config.errors import EtlError
-
     return isinstance(exc, EtlError)
