@@ -18,7 +18,8 @@ from config.errors import FormConfigError
 from transforms.model import MAIN_TABLE, FormSchema, Question
 
 SEVERITIES = ("error", "warning")
-#: `ExpectationSpec.table` of checks that run on the one-token-per-row frame of select_multiple answers.
+#: `ExpectationSpec.table` of checks that run on the one-token-per-row frame of the main table's
+#: select_multiple answers; a repeat's is `<repeat>.select_multiple_tokens` (`tokens_table`).
 TOKENS_TABLE = "select_multiple_tokens"
 #: Folder holding the per-form YAML files (`<slug>.yaml`) beside this module.
 OVERRIDES_DIR = Path(__file__).resolve().parent
@@ -52,6 +53,7 @@ _NO_ANSWER_TYPES = KOBO_METADATA | {
     "start-geopoint",
 }
 _NUMERIC_TYPES = {"integer", "decimal", "range"}
+_TOKENS_SUFFIX = f".{TOKENS_TABLE}"
 _TERM = re.compile(r"^\s*\.\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 _PARAM = re.compile(r"(start|end)\s*=\s*(-?\d+(?:\.\d+)?)")
 
@@ -66,8 +68,8 @@ class ExpectationSpec:
         kwargs: GX keyword arguments (column, value_set, min_value, ...).
         severity: `error` (flag the rows, run shows red) or `warning` (report only).
         description: what the check means, in plain language for the report.
-        table: `submissions`, a repeat table's name (e.g. `members`), or `select_multiple_tokens` for
-            the one-token-per-row frame of the main table's select_multiple answers.
+        table: `submissions`, a repeat table's name (e.g. `members`), or `tokens_table(<table>)` for
+            the one-token-per-row frame of that table's select_multiple answers.
     """
 
     id: str
@@ -83,34 +85,57 @@ class ExpectationSpec:
         return self.kwargs.get("column") or self.kwargs.get("column_A")
 
 
+def tokens_table(table: str) -> str:
+    """`ExpectationSpec.table` of the checks on `table`'s one-token-per-row select_multiple frame."""
+    return TOKENS_TABLE if table == MAIN_TABLE else table + _TOKENS_SUFFIX
+
+
+def data_table(table: str) -> str:
+    """The data table an `ExpectationSpec.table` reads: a tokens table's source, else `table` itself."""
+    if table == TOKENS_TABLE:
+        return MAIN_TABLE
+    return table.removesuffix(_TOKENS_SUFFIX) if table.endswith(_TOKENS_SUFFIX) else table
+
+
+def is_tokens_table(table: str) -> bool:
+    """True for the `ExpectationSpec.table` of token checks (`tokens_table` of some table)."""
+    return data_table(table) != table
+
+
 @dataclass
 class SuiteSpec:
-    """All GX checks for one form; `select_multiple` maps a question column to its allowed choices."""
+    """All GX checks for one form.
+
+    `select_multiple` maps a main-table select_multiple column to its allowed choices;
+    `repeat_select_multiple` does the same per repeat table (`{"members": {"member_needs": [...]}}`).
+    """
 
     form: str
     expectations: list[ExpectationSpec]
     select_multiple: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # constraints that could not be turned into checks
+    repeat_select_multiple: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def ids(self) -> list[str]:
         return [e.id for e in self.expectations]
 
     def tables(self) -> list[str]:
-        """The data tables the checks run on (`submissions` first, then repeats; tokens are `submissions`)."""
+        """The data tables the checks run on (`submissions` first, then repeats; tokens count as theirs)."""
         out = [MAIN_TABLE]
         for e in self.expectations:
-            if e.table not in out and e.table != TOKENS_TABLE:
-                out.append(e.table)
+            if data_table(e.table) not in out:
+                out.append(data_table(e.table))
         return out
 
     def for_table(self, table: str) -> SuiteSpec:
-        """Only the checks on `table` (the main table's include its select_multiple token checks)."""
-        keep = {table, TOKENS_TABLE} if table == MAIN_TABLE else {table}
+        """Only the checks on `table`, its select_multiple token checks included.
+
+        The result's `select_multiple` is that table's (a repeat's comes from `repeat_select_multiple`).
+        """
+        keep = {table, tokens_table(table)}
+        sm = self.select_multiple if table == MAIN_TABLE else self.repeat_select_multiple.get(table, {})
         return SuiteSpec(
-            self.form,
-            [e for e in self.expectations if e.table in keep],
-            dict(self.select_multiple) if table == MAIN_TABLE else {},
-            list(self.notes),
+            self.form, [e for e in self.expectations if e.table in keep], dict(sm), list(self.notes)
         )
 
 
@@ -214,12 +239,12 @@ def _question_specs(
     q: Question,
     choices: dict[str, list[str]],
     notes: list[str],
-    select_multiple: dict[str, list[str]] | None,
+    select_multiple: dict[str, list[str]],
 ) -> list[ExpectationSpec]:
     """The generated checks of one question, on the table its answer lands in.
 
-    `select_multiple` collects the main table's select_multiple columns (their tokens are checked on a
-    one-token-per-row frame); None for a repeat, whose select_multiple tokens are not checked yet.
+    `select_multiple` collects the question's table's select_multiple columns: their tokens are checked on
+    a one-token-per-row frame of that table.
     """
     if q.type in _NO_ANSWER_TYPES:
         return []
@@ -251,16 +276,16 @@ def _question_specs(
                 table=table,
             )
         )
-    elif q.type == "select_multiple" and allowed and select_multiple is not None:
+    elif q.type == "select_multiple" and allowed:
         select_multiple[col] = allowed
         specs.append(
             ExpectationSpec(
-                f"tokens_in_set:{col}",
+                check_id("tokens_in_set", table, col),
                 "expect_column_values_to_be_in_set",
                 {"column": col, "value_set": allowed},
                 "error",
-                f"Every option ticked in “{label}” is one of the form's choices.",
-                table=TOKENS_TABLE,
+                f"Every option ticked in “{label}” is one of the form's choices{where}.",
+                table=tokens_table(table),
             )
         )
     if q.type in _NUMERIC_TYPES:
@@ -366,10 +391,11 @@ def build_suite(schema: FormSchema, overrides_dir: Path | None = OVERRIDES_DIR) 
     sm: dict[str, list[str]] = {}
     for q in _main_questions(schema):
         specs.extend(_question_specs(schema, q, choices, notes, sm))
+    repeat_sm: dict[str, dict[str, list[str]]] = {}
     for table in _repeat_tables(schema):
         for q in _table_questions(schema, table):
-            specs.extend(_question_specs(schema, q, choices, notes, None))
-    suite = SuiteSpec(schema.slug, specs, sm, notes)
+            specs.extend(_question_specs(schema, q, choices, notes, repeat_sm.setdefault(table, {})))
+    suite = SuiteSpec(schema.slug, specs, sm, notes, {t: c for t, c in repeat_sm.items() if c})
     if overrides_dir is not None:
         path = overrides_dir / f"{schema.slug}.yaml"
         if path.is_file():
@@ -463,7 +489,7 @@ def apply_overrides(suite: SuiteSpec, overrides: Overrides) -> SuiteSpec:
         elif old is not None:
             spec = replace(spec, table=old.table)
         by_id[spec.id] = spec
-    return SuiteSpec(suite.form, list(by_id.values()), dict(suite.select_multiple), list(suite.notes))
+    return replace(suite, expectations=list(by_id.values()))
 
 
 def suite_for_columns(suite: SuiteSpec, columns: Iterable[str]) -> SuiteSpec:
@@ -477,4 +503,4 @@ def suite_for_columns(suite: SuiteSpec, columns: Iterable[str]) -> SuiteSpec:
             keep.append(e)
         else:
             notes.append(f"{e.id} skipped: column not in the data")
-    return SuiteSpec(suite.form, keep, dict(suite.select_multiple), notes)
+    return replace(suite, expectations=keep, notes=notes)

@@ -1,40 +1,68 @@
 """Run a form's GX suite on a pseudonymised pandas frame; find the failing submission ids with DuckDB SQL.
 
 GX runs on pandas because its SQL path on DuckDB is broken in 1.24.1. Results are kept as counts only
-(`SUMMARY` with `partial_unexpected_count: 0`): GX's default formats copy failing values into the
+(`BASIC` with `partial_unexpected_count: 0`): richer formats copy failing values (or row indexes) into the
 results, and those values may be personal data.
 
 Repeat tables (`members`, ...) are checked the same way with `repeat=<name>`: their rows are scoped to the
 loaded submissions through `_submission_id`, which stands in for `_id` (chunks, ordering), and failing rows
-carry the submission `_id` plus the repeat row's `_key`.
+carry the submission `_id` plus the repeat row's `_key`. select_multiple answers, in the main table or a
+repeat, are checked token by token on a one-token-per-row frame.
 
-`validate_table` bounds memory: GX sees at most `CHUNK_ROWS` rows at a time (chunks are `_id` ranges),
-the per-chunk counts are summed and success is recomputed from them; uniqueness checks, which a chunk
-cannot judge, are counted by DuckDB over the whole scope (docs/decisions/006-performance.md).
+`validate_table` bounds memory: GX sees at most one chunk of rows at a time (chunks are `_id` ranges sized by
+the width of the columns the checks read), the per-chunk counts are summed and success is recomputed from
+them; uniqueness checks, which a chunk cannot judge, are counted by DuckDB over the whole scope
+(docs/decisions/006-performance.md). GX's pandas engine filters the whole frame for every check, so a chunk
+holds only the columns its checks read, in dtypes that give GX the same answers faster (`_read_frame`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from expectations.suites import TOKENS_TABLE, ExpectationSpec, SuiteSpec, suite_for_columns
+from expectations.suites import ExpectationSpec, SuiteSpec, is_tokens_table, suite_for_columns
 from transforms.model import MAIN_TABLE
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
-#: Rows per GX chunk in `validate_table`: ≈ 50–100 MB of pandas per chunk on the demo form; each GX run has a
-#: fixed cost of its own, so fewer, larger chunks are faster (see bench/README.md).
-CHUNK_ROWS = 50_000
+log = logging.getLogger("kobo_etl.expectations")
+
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
+#: Bytes one `validate_table` chunk may take, estimated from the checked columns' types (`_row_bytes`;
+#: ≈ 120 000 rows of the demo form's main table). GX copies the frame for each check it filters, so the
+#: real peak is a few times this; each GX run also has a fixed cost (≈ 0.2 s for 30 checks), so chunks
+#: should not be much smaller (bench/README.md).
+CHUNK_BYTES = 40 * 2**20
 #: Checks a chunk cannot judge (a duplicate may sit in another chunk): counted in DuckDB instead.
 _UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+#: Checks that only ask whether a value is null or equal to a listed value: a string column read only by
+#: these gives the same answers as a categorical, whose rows are far cheaper to filter.
+_EQUALITY_TYPES = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_null",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_in_set",
+    }
+)
+#: ... or compare values by order: a nullable integer column read only by these gives the same answers as
+#: float64 (exact up to 2**53), which GX compares vectorised instead of one Python value at a time.
+_VALUE_TYPES = _EQUALITY_TYPES | {
+    "expect_column_values_to_be_between",
+    "expect_column_pair_values_a_to_be_greater_than_b",
+}
+_FLOAT_EXACT = 2**53
 _GX: dict[str, Any] = {}
+_GX_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -78,17 +106,34 @@ class FailedRow:
 
 def _gx() -> tuple[Any, Any, Any]:
     """GX's module, expectations module and a cached ephemeral context (imported on first use: ~3 s)."""
-    if not _GX:
-        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-        import great_expectations as gx
-        import great_expectations.expectations as gxe
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+    with _GX_LOCK:  # `preload_gx` may be importing it in the background right now
+        if not _GX:
+            os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+            import great_expectations as gx
+            import great_expectations.expectations as gxe
+            from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        # ephemeral: nothing is written; no Data Docs are built, so no temp folder with results either
-        ctx = gx.get_context(mode="ephemeral")
-        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        _GX.update(gx=gx, gxe=gxe, ctx=ctx, n=0)
+            # ephemeral: nothing is written; no Data Docs are built, so no temp folder with results either
+            ctx = gx.get_context(mode="ephemeral")
+            ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            _GX.update(gx=gx, gxe=gxe, ctx=ctx, n=0)
     return _GX["gx"], _GX["gxe"], _GX["ctx"]
+
+
+def preload_gx() -> None:
+    """Start importing GX (≈ 3 s of CPU) in a background thread, to overlap DuckDB work done meanwhile.
+
+    Call it as soon as a sync knows it will validate; the first `validate_*` call waits for the import.
+    """
+    if not _GX:
+        threading.Thread(target=_preload, name="gx-import", daemon=True).start()
+
+
+def _preload() -> None:
+    try:
+        _gx()
+    except Exception:  # noqa: BLE001 — the caller's own `_gx()` raises it again, where it is handled
+        log.debug("background GX import failed", exc_info=True)
 
 
 def _expectation(gxe: Any, spec: ExpectationSpec) -> Any:
@@ -100,10 +145,76 @@ def _expectation(gxe: Any, spec: ExpectationSpec) -> Any:
     return cls(**spec.kwargs, meta={**spec.meta, "check_id": spec.id}, severity=severity)
 
 
+class _GxSession:
+    """One pandas data source for the frames of one validation; each list of checks becomes one GX suite."""
+
+    def __init__(self) -> None:
+        self._gx, self._gxe, self._ctx = _gx()
+        with _GX_LOCK:
+            _GX["n"] += 1
+            self.name = f"kobo_etl_{_GX['n']}"
+        source = self._ctx.data_sources.add_pandas(name=self.name)
+        self._rows = source.add_dataframe_asset(name="rows").add_batch_definition_whole_dataframe("rows")
+        self._suites: dict[tuple[str, ...], Any] = {}
+
+    def __enter__(self) -> _GxSession:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # the data source's execution engine holds the last frame: dropping it frees that memory
+        self._ctx.data_sources.delete(self.name)
+
+    def run(self, specs: Sequence[ExpectationSpec], frame: pd.DataFrame) -> list[CheckResult]:
+        """One result per check in `specs`, in their order, from one GX validation of `frame`."""
+        key = tuple(e.id for e in specs)
+        gx_suite = self._suites.get(key)
+        if gx_suite is None:
+            gx_suite = self._gx.ExpectationSuite(
+                name=f"{self.name}_{len(self._suites)}",
+                expectations=[_expectation(self._gxe, e) for e in specs],
+            )
+            self._suites[key] = gx_suite
+        batch = self._rows.get_batch(batch_parameters={"dataframe": frame})
+        outcome = batch.validate(gx_suite, result_format=RESULT_FORMAT)
+        by_id = {e.id: e for e in specs}
+        out = []
+        for r in outcome.results:
+            spec = by_id.get((r.expectation_config.meta or {}).get("check_id", ""))
+            if spec is None:
+                continue
+            res = r.result or {}
+            exc = r.exception_info or {}
+            raised = any(v.get("raised_exception") for v in exc.values() if isinstance(v, dict)) or bool(
+                exc.get("raised_exception")
+            )
+            row_level = "unexpected_count" in res
+            out.append(
+                CheckResult(
+                    spec.id,
+                    spec.column,
+                    spec.severity,
+                    bool(r.success),
+                    int(res.get("element_count") or len(frame)),
+                    int(res.get("unexpected_count") or 0),
+                    float(res.get("unexpected_percent") or 0.0),
+                    kind="gx",
+                    type=spec.type,
+                    description=spec.description,
+                    error="GX could not evaluate this check" if raised else None,
+                    missing_count=int(res.get("missing_count") or 0) if row_level else None,
+                )
+            )
+        order = {e.id: i for i, e in enumerate(specs)}
+        return sorted(out, key=lambda c: order.get(c.expectation, 0))
+
+
 def to_token_frame(df: pd.DataFrame, select_multiple: dict[str, list[str]]) -> pd.DataFrame:
     """One row per ticked option: `_id` plus one column per select_multiple question (NULL elsewhere).
 
-    GX map expectations ignore NULLs, so one frame serves every question's in-set check.
+    GX map expectations ignore NULLs, so one frame serves every question's in-set check. Answers are split
+    on the whitespace DuckDB's `\\s` matches, as `validate_table` and `failed_rows` split them.
     """
     import pandas as pd
 
@@ -111,12 +222,50 @@ def to_token_frame(df: pd.DataFrame, select_multiple: dict[str, list[str]]) -> p
     for col in select_multiple:
         if col not in df.columns:
             continue
-        s = df[col].dropna().astype(str).str.split().explode().dropna()
+        s = df[col].dropna().astype(str).str.split(r"[ \t\n\r\f]+", regex=True).explode().dropna()
         s = s[s != ""]
         parts.append(pd.DataFrame({"_id": df.loc[s.index, "_id"].to_numpy(), col: s.to_numpy()}))
     if not parts:
         return pd.DataFrame({"_id": pd.Series([], dtype="Int64")})
     return pd.concat(parts, ignore_index=True)
+
+
+def _missing_columns(
+    expected_columns: Iterable[str] | None, have: Iterable[str], rows: int, prefix: str
+) -> list[CheckResult]:
+    """A failed `structural` result for each column of the form the data lacks."""
+    present = set(have)
+    return [
+        CheckResult(
+            f"column_exists:{prefix}{col}",
+            col,
+            "error",
+            False,
+            rows,
+            rows,
+            100.0 if rows else 0.0,
+            kind="structural",
+            type="expect_column_to_exist",
+            description=f"The form has a column {prefix}{col} but the data does not.",
+        )
+        for col in expected_columns or ()
+        if col not in present
+    ]
+
+
+def _split(suite: SuiteSpec, *, unique: bool) -> tuple[list[ExpectationSpec], list[ExpectationSpec]]:
+    """A table's checks on its rows and on its select_multiple tokens (uniqueness kept only if `unique`)."""
+    rows = [e for e in suite.expectations if not is_tokens_table(e.table)]
+    if not unique:
+        rows = [e for e in rows if e.type not in _UNIQUE_TYPES]
+    return rows, [e for e in suite.expectations if is_tokens_table(e.table)]
+
+
+def _for_columns(
+    suite: SuiteSpec, specs: list[ExpectationSpec], cols: Iterable[str]
+) -> list[ExpectationSpec]:
+    """`specs` without the checks on columns not in `cols` (as `suite_for_columns`)."""
+    return suite_for_columns(SuiteSpec(suite.form, specs), cols).expectations
 
 
 def validate_frame(
@@ -128,6 +277,8 @@ def validate_frame(
 ) -> list[CheckResult]:
     """Run the suite's checks on `table` on a pseudonymised frame of its rows; one result per check.
 
+    GX sees `df` as it is (no column or dtype changes): this is the reference `validate_table` must match.
+
     Args:
         df: the rows to check (e.g. `con.execute('SELECT * FROM "slug".submissions WHERE ...').df()`).
         suite: from `build_suite` (checks on other tables are left out).
@@ -137,35 +288,16 @@ def validate_frame(
     """
     suite = suite.for_table(table)
     prefix = "" if table == MAIN_TABLE else f"{table}."
-    results: list[CheckResult] = []
-    if expected_columns is not None:
-        for col in expected_columns:
-            if col not in df.columns:
-                results.append(
-                    CheckResult(
-                        f"column_exists:{prefix}{col}",
-                        col,
-                        "error",
-                        False,
-                        len(df),
-                        len(df),
-                        100.0 if len(df) else 0.0,
-                        kind="structural",
-                        type="expect_column_to_exist",
-                        description=f"The form has a column {prefix}{col} but the data does not.",
-                    )
-                )
-    main = suite_for_columns(
-        SuiteSpec(suite.form, [e for e in suite.expectations if e.table != TOKENS_TABLE], {}, []), df.columns
-    )
+    results = _missing_columns(expected_columns, df.columns, len(df), prefix)
+    row_specs, token_specs = _split(suite, unique=True)
+    row_specs = _for_columns(suite, row_specs, df.columns)
     tokens_df = to_token_frame(df, suite.select_multiple)
-    tokens = suite_for_columns(
-        SuiteSpec(suite.form, [e for e in suite.expectations if e.table == TOKENS_TABLE], {}, []),
-        tokens_df.columns,
-    )
-    for sub, frame in ((main, df), (tokens, tokens_df)):
-        if sub.expectations:
-            results.extend(_run(sub, frame))
+    token_specs = _for_columns(suite, token_specs, tokens_df.columns)
+    if row_specs or token_specs:
+        with _GxSession() as gx:
+            for specs, frame in ((row_specs, df), (token_specs, tokens_df)):
+                if specs:
+                    results.extend(gx.run(specs, frame))
     return results
 
 
@@ -176,10 +308,10 @@ def validate_table(
     *,
     ids_table: str | None = None,
     expected_columns: Iterable[str] | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     repeat: str | None = None,
 ) -> list[CheckResult]:
-    """Run the suite on a table's rows with GX, at most `chunk_rows` rows (an `_id` range) at a time.
+    """Run the suite on a table's rows with GX, one chunk of rows (an `_id` range) at a time.
 
     The results are those of one `validate_frame` on all the rows: counts are summed over the chunks and
     `unexpected_percent` and `success` recomputed from the sums and the check's `mostly` (as GX does: NULLs
@@ -194,7 +326,7 @@ def validate_table(
         ids_table: a qualified, quoted table with an `_id` column: only those rows are checked; None = all.
             For a repeat, the rows whose `_submission_id` is in it.
         expected_columns: the table's columns in the form (see `validate_frame`).
-        chunk_rows: the most rows GX holds in memory at once.
+        chunk_rows: the most rows GX holds in memory at once; None = as many as fit in `CHUNK_BYTES`.
         repeat: the repeat table's name when `table` is a repeat table (e.g. `members`); None = main.
 
     Returns:
@@ -205,43 +337,191 @@ def validate_table(
     if not suite.expectations and expected_columns is None:
         return []
     scope = _scope_sql(table, ids_table, repeat=repeat is not None)
-    starts = [
-        r[0]
-        for r in con.execute(
-            f"SELECT _id FROM (SELECT _id, row_number() OVER (ORDER BY _id) - 1 AS rn FROM ({scope}) "
-            "WHERE _id IS NOT NULL) WHERE rn % ? = 0 ORDER BY _id",
-            [max(1, chunk_rows)],
-        ).fetchall()
-    ]
-    # a NULL _id is a failed check, not a reason to drop the row: the last chunk takes them
-    chunks: list[tuple[str, list[Any]]] = [
-        ("_id >= ? AND _id < ?", [a, b]) for a, b in zip(starts, starts[1:], strict=False)
-    ]
-    chunks.append(("_id >= ? OR _id IS NULL", [starts[-1]]) if starts else ("_id IS NULL", []))
-    unique = [e for e in suite.expectations if e.type in _UNIQUE_TYPES and e.table != TOKENS_TABLE]
-    per_chunk = SuiteSpec(
-        suite.form, [e for e in suite.expectations if e not in unique], dict(suite.select_multiple),
-        list(suite.notes),
-    )
-    parts: dict[str, list[CheckResult]] = {}
-    for where, params in chunks:
-        frame = con.execute(f"SELECT * FROM ({scope}) WHERE {where} ORDER BY _id", params).df()
-        if frame.empty:
-            continue
-        for r in validate_frame(frame, per_chunk, expected_columns=expected_columns, table=frame_table):
-            parts.setdefault(r.expectation, []).append(r)
-        del frame  # the next chunk's frame must not coexist with this one
-    if not parts:
+    types = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {scope}").fetchall()}
+    total_row = con.execute(f"SELECT count(*) FROM ({scope})").fetchone()
+    total = int(total_row[0]) if total_row else 0
+    if total == 0:
         return []
+    prefix = "" if frame_table == MAIN_TABLE else f"{frame_table}."
+    results = _missing_columns(expected_columns, types, total, prefix)
+    row_specs, token_specs = _split(suite, unique=False)
+    unique = [e for e in suite.expectations if e.type in _UNIQUE_TYPES and not is_tokens_table(e.table)]
+    row_specs = _for_columns(suite, row_specs, types)
+    # the token frame has a column per select_multiple question (plus `_id`), as `to_token_frame`
+    sm_columns = [c for c in suite.select_multiple if c in types]
+    token_specs = _for_columns(suite, token_specs, [*sm_columns, "_id"])
+    row_columns = _columns_read(row_specs, list(types))
+    # tokens: a few short strings per answer (≈ 32 bytes a row for each select_multiple column)
+    width = _row_bytes(row_specs, row_columns, types) + (32 * len(sm_columns) if token_specs else 0)
+    size = chunk_rows or max(1, CHUNK_BYTES // width)
+    parts: dict[str, list[CheckResult]] = {}
+    if row_specs or token_specs:
+        select = ", ".join(_q(c) for c in row_columns)
+        # row order matters only to checks other than simple value checks (GX's `..._increasing`, ...)
+        simple = bool(_readers(row_specs)) and all(e.type in _VALUE_TYPES for e in row_specs)
+        order_by = "" if simple else " ORDER BY _id"
+        with _GxSession() as gx:
+            for where, params in _chunks(con, scope, size):
+                if row_specs:
+                    sql = f"SELECT {select} FROM ({scope}) WHERE {where}{order_by}"
+                    frame = _read_frame(con, sql, params, row_specs)
+                    for r in gx.run(row_specs, frame):
+                        parts.setdefault(r.expectation, []).append(r)
+                    del frame  # the next chunk's frame must not coexist with this one
+                if token_specs:
+                    tokens = _token_frame(con, scope, where, params, sm_columns, token_specs)
+                    for r in gx.run(token_specs, tokens):
+                        parts.setdefault(r.expectation, []).append(r)
+                    del tokens
     by_id = {e.id: e for e in suite.expectations}
-    results = [_merge(rs, by_id.get(k)) for k, rs in parts.items()]
+    results += [_merge(rs, by_id.get(k)) for k, rs in parts.items()]
     results += _unique_results(con, scope, unique)
     order = {e.id: i for i, e in enumerate(suite.expectations)}
     return sorted(
         results,
-        key=lambda c: (c.kind != "structural", by_id[c.expectation].table == TOKENS_TABLE
-                       if c.expectation in by_id else False, order.get(c.expectation, 0)),
+        key=lambda c: (
+            c.kind != "structural",
+            is_tokens_table(by_id[c.expectation].table) if c.expectation in by_id else False,
+            order.get(c.expectation, 0),
+        ),
     )
+
+
+def _chunks(con: duckdb.DuckDBPyConnection, scope: str, size: int) -> list[tuple[str, list[Any]]]:
+    """`_id` ranges of about `size` rows each (a repeat's submission is never split), as SQL conditions."""
+    starts = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT _id FROM (SELECT _id, row_number() OVER (ORDER BY _id) - 1 AS rn "
+            f"FROM ({scope}) WHERE _id IS NOT NULL) WHERE rn % ? = 0 ORDER BY _id",
+            [max(1, size)],
+        ).fetchall()
+    ]
+    chunks: list[tuple[str, list[Any]]] = [
+        ("_id >= ? AND _id < ?", [a, b]) for a, b in zip(starts, starts[1:], strict=False)
+    ]
+    # a NULL _id is a failed check, not a reason to drop the row: the last chunk takes them
+    chunks.append(("_id >= ? OR _id IS NULL", [starts[-1]]) if starts else ("_id IS NULL", []))
+    return chunks
+
+
+def _spec_columns(spec: ExpectationSpec) -> set[str] | None:
+    """The columns a check reads; None when it may read others (a row condition, a table-level check)."""
+    if spec.kwargs.get("row_condition"):
+        return None
+    cols = {str(spec.kwargs[k]) for k in ("column", "column_A", "column_B") if spec.kwargs.get(k)}
+    cols |= {str(c) for c in spec.kwargs.get("column_list") or ()}
+    return cols or None
+
+
+def _columns_read(specs: Sequence[ExpectationSpec], columns: list[str]) -> list[str]:
+    """The columns of `columns` the checks read (all of them if one check may read any)."""
+    wanted: set[str] = set()
+    for spec in specs:
+        cols = _spec_columns(spec)
+        if cols is None:
+            return columns
+        wanted |= cols
+    return [c for c in columns if c in wanted]
+
+
+def _row_bytes(specs: Sequence[ExpectationSpec], columns: list[str], types: dict[str, str]) -> int:
+    """Rough bytes per row of `columns` while a chunk is read (`_read_frame`): 8 per number or date, 16 per
+    string read as a categorical (its Arrow form), 64 per string read by `.df()`."""
+    readers = _readers(specs)
+    width = 0
+    for col in columns:
+        if not types.get(col, "").startswith("VARCHAR"):
+            width += 8
+        else:
+            width += 16 if readers.get(col, {"?"}) <= _EQUALITY_TYPES else 64
+    return max(width, 8)
+
+
+def _readers(specs: Sequence[ExpectationSpec]) -> dict[str, set[str]]:
+    """Column -> the types of the checks that read it; empty when a check may read any column."""
+    out: dict[str, set[str]] = {}
+    for spec in specs:
+        cols = _spec_columns(spec)
+        if cols is None:
+            return {}
+        for col in cols:
+            out.setdefault(col, set()).add(spec.type)
+    return out
+
+
+def _read_frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], specs: Sequence[ExpectationSpec]
+) -> pd.DataFrame:
+    """A chunk's rows for GX, in the dtypes DuckDB's `.df()` gives, except where GX provably answers the same.
+
+    A string column read only by null/in-set checks comes as a categorical (through an Arrow dictionary:
+    about a tenth of `.df()`'s memory, and GX copies the whole frame for each check it filters). An integer
+    column read only by those or by order comparisons comes as int64, or as float64 when it has NULLs and
+    every value is exact as a float (GX's between check is vectorised on these, but runs Python per value
+    on the nullable integers `.df()` gives). If a check may read any column (a row condition, a table-level
+    check), every column keeps `.df()`'s dtype.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    readers = _readers(specs)
+    table = con.sql(sql, params=params).to_arrow_table()
+    cheap: dict[str, Any] = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        kinds = readers.get(name)
+        if not kinds:
+            continue
+        if _is_text(col.type) and kinds <= _EQUALITY_TYPES:
+            cheap[name] = pc.dictionary_encode(col).to_pandas()
+        elif pa.types.is_signed_integer(col.type) and kinds <= _VALUE_TYPES:
+            bounds = pc.min_max(col).as_py()
+            if bounds["min"] is None or -_FLOAT_EXACT <= bounds["min"] <= bounds["max"] <= _FLOAT_EXACT:
+                cheap[name] = col.cast(pa.int64()).to_pandas()  # int64, or float64 with NaN for NULLs
+    rest = [n for n in table.column_names if n not in cheap]
+    if not cheap:
+        return con.from_arrow(table).df()
+    plain = con.from_arrow(table.select(rest)).df() if rest else pd.DataFrame()
+    return pd.DataFrame({n: cheap[n] if n in cheap else plain[n] for n in table.column_names})
+
+
+def _is_text(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+                or pa.types.is_string_view(arrow_type))
+
+
+def _token_frame(
+    con: duckdb.DuckDBPyConnection,
+    scope: str,
+    where: str,
+    params: list[Any],
+    sm_columns: Sequence[str],
+    specs: Sequence[ExpectationSpec],
+) -> pd.DataFrame:
+    """`to_token_frame` of one chunk, split in DuckDB: a row per token of every select_multiple column,
+    with only the columns `specs` read (the rows of the others stay, so the counts are the same)."""
+    keep = _columns_read(specs, [*sm_columns, "_id"])
+    parts = []
+    for col in sm_columns:
+        ident = "_id, " if "_id" in keep else ""
+        parts.append(
+            f"SELECT {ident}tok AS {_q(col)} FROM (SELECT _id, {_tokens_sql(_q(col))} AS tok FROM ({scope}) "
+            f"WHERE ({where}) AND {_q(col)} IS NOT NULL) WHERE tok <> ''"
+        )
+    if not parts:
+        import pandas as pd
+
+        return pd.DataFrame({c: pd.Series([], dtype="object") for c in keep})
+    sql = f"SELECT {', '.join(_q(c) for c in keep)} FROM ({' UNION ALL BY NAME '.join(parts)})"
+    return _read_frame(con, sql, params * len(parts), specs)
+
+
+def _tokens_sql(column: str) -> str:
+    """The tokens of a select_multiple answer, one per row after `unnest` (empty strings to be dropped)."""
+    return f"unnest(string_split_regex(trim(CAST({column} AS VARCHAR)), '\\s+'))"
 
 
 def _scope_sql(table: str, ids_table: str | None, *, repeat: bool = False) -> str:
@@ -270,7 +550,7 @@ def _merge(parts: list[CheckResult], spec: ExpectationSpec | None) -> CheckResul
                        unexpected_count=unexpected, unexpected_percent=percent, error=error)
     missing = sum(p.missing_count or 0 for p in parts)
     considered = element - missing
-    percent = 100.0 * unexpected / considered if considered else 0.0
+    percent = unexpected / considered * 100 if considered else 0.0  # GX's arithmetic, to the last bit
     mostly = float((spec.kwargs if spec else {}).get("mostly", 1.0))
     ok = considered == 0 or (considered - unexpected) / considered >= mostly
     return replace(first, success=ok and error is None, element_count=element, unexpected_count=unexpected,
@@ -305,57 +585,11 @@ def _unique_results(
             CheckResult(
                 spec.id, spec.column, spec.severity,
                 considered == 0 or (considered - unexpected) / considered >= mostly,
-                element, unexpected, 100.0 * unexpected / considered if considered else 0.0,
+                element, unexpected, unexpected / considered * 100 if considered else 0.0,
                 kind="gx", type=spec.type, description=spec.description, missing_count=missed,
             )
         )
     return out
-
-
-def _run(suite: SuiteSpec, frame: pd.DataFrame) -> list[CheckResult]:
-    gx, gxe, ctx = _gx()
-    _GX["n"] += 1
-    name = f"{suite.form}_{_GX['n']}"
-    ds = ctx.data_sources.add_or_update_pandas(name="kobo_etl")
-    asset = ds.add_dataframe_asset(name=name)
-    batch = asset.add_batch_definition_whole_dataframe("rows").get_batch(
-        batch_parameters={"dataframe": frame}
-    )
-    by_id = {e.id: e for e in suite.expectations}
-    gx_suite = gx.ExpectationSuite(name=name, expectations=[_expectation(gxe, e) for e in suite.expectations])
-    try:
-        outcome = batch.validate(gx_suite, result_format=RESULT_FORMAT)
-    finally:
-        ds.delete_asset(name)  # the frame must not stay referenced by the cached context
-    out = []
-    for r in outcome.results:
-        spec = by_id.get((r.expectation_config.meta or {}).get("check_id", ""))
-        if spec is None:
-            continue
-        res = r.result or {}
-        exc = r.exception_info or {}
-        raised = any(v.get("raised_exception") for v in exc.values() if isinstance(v, dict)) or bool(
-            exc.get("raised_exception")
-        )
-        row_level = "unexpected_count" in res
-        out.append(
-            CheckResult(
-                spec.id,
-                spec.column,
-                spec.severity,
-                bool(r.success),
-                int(res.get("element_count") or len(frame)),
-                int(res.get("unexpected_count") or 0),
-                float(res.get("unexpected_percent") or 0.0),
-                kind="gx",
-                type=spec.type,
-                description=spec.description,
-                error="GX could not evaluate this check" if raised else None,
-                missing_count=int(res.get("missing_count") or 0) if row_level else None,
-            )
-        )
-    order = {e.id: i for i, e in enumerate(suite.expectations)}
-    return sorted(out, key=lambda c: order.get(c.expectation, 0))
 
 
 def _q(name: str) -> str:
@@ -367,10 +601,10 @@ def _failing_predicate(spec: ExpectationSpec) -> tuple[str, list[Any]] | None:
     kw, t = spec.kwargs, spec.type
     col = kw.get("column")
     c = _q(col) if col else ""
-    if spec.table == TOKENS_TABLE and t == "expect_column_values_to_be_in_set":
+    if is_tokens_table(spec.table) and t == "expect_column_values_to_be_in_set":
         return (
-            f"EXISTS (SELECT 1 FROM (SELECT unnest(string_split_regex(trim(CAST({c} AS VARCHAR)), '\\s+')) "
-            "AS tok) WHERE tok <> '' AND NOT list_contains(?::VARCHAR[], tok))",
+            f"EXISTS (SELECT 1 FROM (SELECT {_tokens_sql(c)} AS tok) "
+            "WHERE tok <> '' AND NOT list_contains(?::VARCHAR[], tok))",
             [[str(v) for v in kw["value_set"]]],
         )
     if t == "expect_column_values_to_not_be_null":

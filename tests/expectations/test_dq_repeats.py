@@ -28,6 +28,7 @@ def make_schema(gate_repeat: bool = False) -> FormSchema:
         ColumnSpec("member_name", "VARCHAR", "members/member_name"),
         ColumnSpec("member_sex", "VARCHAR", "members/member_sex"),
         ColumnSpec("member_age", "BIGINT", "members/member_age"),
+        ColumnSpec("member_aid", "VARCHAR", "members/member_aid"),
     ])
     gate = "${hh_size} > 0" if gate_repeat else None
     qs = [
@@ -39,10 +40,13 @@ def make_schema(gate_repeat: bool = False) -> FormSchema:
                  group_path="members", group_relevant=gate),
         Question("members/member_age", "member_age", "integer", "members", "member_age",
                  constraint=". >= 0 and . <= 120", group_path="members", group_relevant=gate),
+        Question("members/member_aid", "member_aid", "select_multiple", "members", "member_aid",
+                 list_name="aid", group_path="members", group_relevant=gate),
     ]
     return FormSchema(
         "aX", "hh", "HH", [], {"submissions": main, "members": members}, {q.xpath: q for q in qs},
-        [Choice("sex", "female"), Choice("sex", "male")], ["v1"],
+        [Choice("sex", "female"), Choice("sex", "male"), Choice("aid", "food"), Choice("aid", "cash")],
+        ["v1"],
     )
 
 
@@ -57,8 +61,16 @@ def test_suite_has_repeat_checks_with_table_ids():
     assert by_id["between:hh_size"].table == "submissions"
     assert suite.tables() == ["submissions", "members"]
     assert {e.id for e in suite.for_table("members").expectations} == {
-        "between:members.member_age", "in_set:members.member_sex", "not_null:members.member_name"
+        "between:members.member_age", "in_set:members.member_sex", "not_null:members.member_name",
+        "tokens_in_set:members.member_aid",
     }
+    tokens = by_id["tokens_in_set:members.member_aid"]
+    assert (tokens.table, tokens.column, tokens.kwargs["value_set"]) == (
+        "members.select_multiple_tokens", "member_aid", ["food", "cash"]
+    )
+    assert suite.repeat_select_multiple == {"members": {"member_aid": ["food", "cash"]}}
+    assert suite.for_table("members").select_multiple == {"member_aid": ["food", "cash"]}
+    assert suite.select_multiple == {} and suite.for_table("submissions").select_multiple == {}
     # a relevant on the repeat makes its required questions legitimately empty
     gated = build_suite(make_schema(gate_repeat=True), overrides_dir=None)
     assert "not_null:members.member_name" not in gated.ids()
@@ -73,15 +85,18 @@ def db(tmp_path):
     con.execute(f"INSERT INTO {SUB} VALUES (1, 'enum_a', 2), (2, 'enum_b', 3), (3, 'enum_c', 1)")
     con.execute(
         f"CREATE TABLE {MEM} (_key VARCHAR, _submission_id BIGINT, _parent_key VARCHAR, _position INTEGER, "
-        "member_name VARCHAR, member_sex VARCHAR, member_age BIGINT)"
+        "member_name VARCHAR, member_sex VARCHAR, member_age BIGINT, member_aid VARCHAR)"
     )
     rows = [
-        ("1/members[1]", 1, None, 1, "n", "female", 30), ("1/members[2]", 1, None, 2, "n", "male", 4),
-        ("2/members[1]", 2, None, 1, "n", "male", 40), ("2/members[2]", 2, None, 2, "n", "zz_bad", 187),
-        ("2/members[3]", 2, None, 3, None, "female", 9),
-        ("3/members[1]", 3, None, 1, None, "zz_bad", 500),  # not loaded in this sync: must not be reported
+        ("1/members[1]", 1, None, 1, "n", "female", 30, "food cash"),
+        ("1/members[2]", 1, None, 2, "n", "male", 4, "cash zz_tok"),
+        ("2/members[1]", 2, None, 1, "n", "male", 40, None),
+        ("2/members[2]", 2, None, 2, "n", "zz_bad", 187, "food"),
+        ("2/members[3]", 2, None, 3, None, "female", 9, " food  zz_tok "),
+        # not loaded in this sync: must not be reported
+        ("3/members[1]", 3, None, 1, None, "zz_bad", 500, "zz_tok"),
     ]
-    con.executemany(f"INSERT INTO {MEM} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    con.executemany(f"INSERT INTO {MEM} VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     con.execute("CREATE TEMP TABLE loaded (_id BIGINT)")
     con.execute("INSERT INTO loaded VALUES (1), (2)")
     yield con
@@ -98,8 +113,12 @@ def test_repeat_rows_of_loaded_submissions_are_checked(db, chunk_rows):
     )
     by_id = {r.expectation: r for r in results}
     assert set(by_id) == {
-        "between:members.member_age", "in_set:members.member_sex", "not_null:members.member_name"
+        "between:members.member_age", "in_set:members.member_sex", "not_null:members.member_name",
+        "tokens_in_set:members.member_aid",
     }
+    # 7 tokens in the loaded rows (food cash | cash zz_tok | food | food zz_tok), 2 of them not choices
+    aid = by_id["tokens_in_set:members.member_aid"]
+    assert (aid.success, aid.element_count, aid.unexpected_count, aid.missing_count) == (False, 7, 2, 0)
     age = by_id["between:members.member_age"]
     assert (age.success, age.unexpected_count) == (False, 1)
     assert by_id["in_set:members.member_sex"].unexpected_count == 1
@@ -112,6 +131,8 @@ def test_repeat_rows_of_loaded_submissions_are_checked(db, chunk_rows):
         ("between:members.member_age", 2, "2/members[2]", "enum_b"),
         ("in_set:members.member_sex", 2, "2/members[2]", "enum_b"),
         ("not_null:members.member_name", 2, "2/members[3]", "enum_b"),
+        ("tokens_in_set:members.member_aid", 1, "1/members[2]", "enum_a"),
+        ("tokens_in_set:members.member_aid", 2, "2/members[3]", "enum_b"),
     ]
     # the main table's checks never see repeat checks, and vice versa
     main = validate_table(db, SUB, suite, ids_table=IDS, chunk_rows=chunk_rows)
@@ -120,9 +141,9 @@ def test_repeat_rows_of_loaded_submissions_are_checked(db, chunk_rows):
     }
 
     run = write_dq_run(db, "hh", results, rows, rows_checked=2, run_id="r1")
-    assert run["errors_failed"] == 3
+    assert run["errors_failed"] == 4
     stored = db.execute(
-        "SELECT rule, submission_id, row_key FROM ops.dq_failed_rows WHERE run_id = 'r1' ORDER BY rule"
+        "SELECT rule, submission_id, row_key FROM ops.dq_failed_rows WHERE run_id = 'r1' ORDER BY ALL"
     ).fetchall()
     assert stored == [(r, s, k) for r, s, k, _ in got]
 
