@@ -42,6 +42,17 @@ class EtlError(Exception):
         self.message = message
         super().__init__(f"{message} ({', '.join(where)})" if where else message)
 
+    def __reduce__(self) -> tuple:
+        # errors cross process boundaries (transform workers): rebuild without a subclass's own __init__
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[EtlError], args: tuple, state: dict) -> EtlError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class Transient:
     """Marker mixin: the same call may succeed later (network, server overload)."""
