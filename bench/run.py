@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -68,7 +69,9 @@ def _server_main(conn: Any, households: int, seed: int) -> None:
             kinds: dict[str, list[int]] = {}
             for e in log:
                 kind = "asset"
-                if "/data" in e.path:
+                if e.path.endswith("/history/"):  # the project-history poll of incremental runs
+                    kind = "history"
+                elif "/data" in e.path:
                     q = e.query
                     kind = ("data: fields " + q["fields"] if "fields" in q else
                             "data: $in re-fetch" if "$in" in q.get("query", "") else "data: full records")
@@ -101,6 +104,7 @@ class ServerProcess:
         self._proc.start()
         info = self._conn.recv()
         self.url, self.token, self.uid = info["url"], info["token"], info["uid"]
+        self.pid = self._proc.pid
 
     def call(self, cmd: str, args: Any = None) -> Any:
         self._conn.send((cmd, args))
@@ -138,6 +142,41 @@ def reset_peak() -> None:
             f.write("5")
     except OSError:
         pass
+
+
+class WorkerRss(threading.Thread):
+    """Samples the summed RSS of this process's children other than the demo server (the transform worker
+    processes) every 50 ms; `peak_mb` is the highest sum seen, `with_main_mb` adds this process's RSS."""
+
+    def __init__(self, exclude_pid: int | None) -> None:
+        super().__init__(daemon=True)
+        self.exclude = exclude_pid
+        self.peak_mb = 0.0
+        self.with_main_mb = 0.0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        me = os.getpid()
+        while not self._stop_event.wait(0.05):
+            total = 0.0
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit() or int(entry.name) == self.exclude:
+                    continue
+                try:
+                    with open(f"/proc/{entry.name}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    if ppid != me:
+                        continue
+                    with open(f"/proc/{entry.name}/status") as f:
+                        total += next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
+                except (OSError, StopIteration, ValueError, IndexError):
+                    continue
+            self.peak_mb = max(self.peak_mb, total)
+            self.with_main_mb = max(self.with_main_mb, total + rss_mb()[0])
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
 
 
 # ------------------------------------------------------------------------------------ stage timing
@@ -201,6 +240,32 @@ class Stages:
         client.iter_submission_pages = pages
         client.iter_submission_pages_concurrent = concurrent
 
+    def wrap_transform(self, sync: Any) -> None:
+        """Time `transform_pages` in `sync`: the wait for each transformed page, minus the fetch inside it."""
+        original = sync.transform_pages
+        stages = self
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            it = original(*args, **kwargs)
+            while True:
+                t0 = time.perf_counter()
+                fetched = sum(v for k, v in stages.seconds.items() if k.startswith("fetch"))
+                inside = sum(v for k, v in stages.seconds.items() if k.endswith("(in-process)"))
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    waited = time.perf_counter() - t0
+                    waited -= sum(v for k, v in stages.seconds.items() if k.startswith("fetch")) - fetched
+                    waited -= sum(v for k, v in stages.seconds.items() if k.endswith("(in-process)")) - inside
+                    stages.seconds["transform (wait for workers)"] += max(0.0, waited)
+                yield item
+
+        self._saved.append((sync, "transform_pages", original))
+        sync.transform_pages = timed
+
     def _timed_iter(self, it: Iterator[Any], stage: str) -> Iterator[Any]:
         while True:
             t0 = time.perf_counter()
@@ -222,14 +287,18 @@ def install_stage_timers(stages: Stages) -> None:
     import pipelines.checks as checks
     import pipelines.run as run
     import pipelines.sync as sync
+    import transforms.page as page
 
     stages.wrap(sync, "load_form_context", "setup (asset, versions, schema)")
     stages.wrap(sync, "ensure_tables", "setup (asset, versions, schema)")
     stages.wrap(sync, "write_labels", "setup (asset, versions, schema)")
     stages.wrap(sync, "create_label_views", "setup (asset, versions, schema)")
-    stages.wrap(sync, "apply_policy", "privacy")
-    stages.wrap(sync, "to_tables", "flatten/cast")
-    stages.wrap(sync, "with_attachment_rows", "flatten/cast")
+    # privacy and flattening run in transform worker processes for big syncs (pipelines/workers.py), where
+    # these timers do not reach: "transform (wait)" is then the time the load waited for a worker's page
+    stages.wrap(page, "apply_policy", "privacy (in-process)")
+    stages.wrap(page, "to_tables", "flatten/cast (in-process)")
+    stages.wrap(page, "with_attachment_rows", "flatten/cast (in-process)")
+    stages.wrap_transform(sync)
     stages.wrap(sync, "upsert_batch", "load")
     stages.wrap(sync, "delete_submissions", "load")
     stages.wrap(sync, "read_manifest", "sweep (compare manifest)")
@@ -272,7 +341,9 @@ def install_stage_timers(stages: Stages) -> None:
 # ------------------------------------------------------------------------------------ the sync
 
 
-def prepare(server: ServerProcess, work: Path, concurrency: int = 3) -> Any:
+def prepare(
+    server: ServerProcess, work: Path, concurrency: int = 3, transform_workers: int | None = None
+) -> Any:
     """Settings for a fresh data folder, with only the demo household survey configured."""
     from config import load_settings
     from pipelines.demo import DEMO_FORM_CONFIG
@@ -284,7 +355,10 @@ def prepare(server: ServerProcess, work: Path, concurrency: int = 3) -> Any:
     # the form's sync.concurrency decides how many pages are fetched at once
     if "page_size: 1000" not in text or "concurrency:" in text:
         raise SystemExit("config/demo/household_survey.yaml changed: cannot write sync.concurrency into it")
-    text = text.replace("page_size: 1000", f"page_size: 1000\n  concurrency: {concurrency}")
+    sync = f"page_size: 1000\n  concurrency: {concurrency}"
+    if transform_workers is not None:  # unset: the sync decides (pipelines/workers.py)
+        sync += f"\n  transform_workers: {transform_workers}"
+    text = text.replace("page_size: 1000", sync)
     (forms / "household_survey.yaml").write_text(text, encoding="utf-8")
     return load_settings(
         kobo_url=server.url,
@@ -320,13 +394,19 @@ def run_one_sync(settings: Any, server: ServerProcess, *, checks: bool, concurre
     mark = server.call("mark")
     load_before = os.getloadavg()[0]
     reset_peak()
+    workers_rss = WorkerRss(server.pid)
+    workers_rss.start()
     t0 = time.perf_counter()
     try:
         result = run.run_sync(settings, client=client, **kwargs)
     finally:
         stages.restore()
+        workers_rss.stop()
     wall = time.perf_counter() - t0
     stages.peaks["sync (whole)"] = max([rss_mb()[1], *stages.peaks.values()])
+    # transform workers are processes of their own: their memory counts too (sampled, so a lower bound)
+    stages.peaks["transform workers (sum)"] = workers_rss.peak_mb
+    stages.peaks["sync + workers"] = max(stages.peaks["sync (whole)"], workers_rss.with_main_mb)
     requests_n, nbytes, _ = server.since(mark)
     s = result.summaries[0]
     if result.errors or s.status == "failed":
@@ -442,7 +522,7 @@ def run_fetch_only(server: ServerProcess, settings: Any, concurrency: int) -> di
         it = client.iter_submission_pages_concurrent(server.uid, workers=concurrency)
     else:
         it = client.iter_submission_pages(server.uid)
-    rows = sum(len(p.results) for p in it)
+    rows = sum(p.size for p in it)
     wall = time.perf_counter() - t0
     requests_n, nbytes, _ = server.since(mark)
     return {"wall_s": wall, "rows": rows, "requests": requests_n, "bytes": nbytes}
@@ -563,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", type=int, default=None,
                    help="members per household (the demo server has no such option yet: refused)")
     p.add_argument("--no-checks", action="store_true", help="skip validation, indicators, publishing, report")
+    p.add_argument("--transform-workers", type=int, default=None,
+                   help="the form's sync.transform_workers (0 = in-process; default: the sync decides)")
     p.add_argument("--concurrency", type=int, default=3,
                    help="concurrent page fetches, written into the form's sync.concurrency (default 3, as "
                         "config.forms)")
@@ -586,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         "submissions": args.submissions,
         "latency_ms": args.latency_ms,
         "concurrency": args.concurrency,
+        "transform_workers": args.transform_workers,
         "checks": not args.no_checks,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": versions(),
@@ -595,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.latency_ms:
             server.call("faults", {"latency_ms": args.latency_ms})
-        settings = prepare(server, work, args.concurrency)
+        settings = prepare(server, work, args.concurrency, args.transform_workers)
         # import the pipeline before timing: start-up is measured separately (--startup)
         import pipelines.run  # noqa: F401
 
@@ -620,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
                 "one_pct": one,
             }
         if args.also_no_checks and not args.no_checks:
-            settings2 = prepare(server, work / "nochecks", args.concurrency)
+            settings2 = prepare(server, work / "nochecks", args.concurrency, args.transform_workers)
             res["sync_no_checks"] = run_one_sync(settings2, server, checks=False,
                                                  concurrency=args.concurrency)
         res["floor"] = run_floor(server, work)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 
 from config.errors import ConfigError, FormConfigError
 from config.privacy import PrivacyPolicy
@@ -18,6 +19,8 @@ SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # warehouse.duckdb).
 RESERVED_SLUGS = {"ops", "meta", "marts", "main", "warehouse", "memory", "system", "temp",
                   "information_schema", "pg_catalog"}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 class Schedule(BaseModel):
@@ -42,10 +45,37 @@ class SyncOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     page_size: int = Field(1000, ge=1, le=1000)
     deletions: Literal["delete", "soft"] = "delete"
-    sweep: bool = True  # compare the server's id manifest every run: finds edits, deletions, late arrivals
+    sweep: bool = True  # find edits, deletions, late arrivals below the watermark (false: only new ones)
+    # find them in KoBo's project history between full manifest sweeps: a few KB per run instead of the
+    # whole id list. Needs 'Manage project' on the form; without it every run sweeps (pipelines/sync.py)
+    history: bool = True
+    # the full manifest sweep still runs this often: the safety net (history lookback limits, clock skew)
+    full_sweep_every: timedelta = Field(timedelta(hours=24), gt=timedelta(0))
+    # each history poll starts this long before the previous one began (clock skew between us and KoBo);
+    # what is found twice is re-fetched twice, which changes nothing
+    history_overlap: timedelta = Field(timedelta(minutes=15), ge=timedelta(0))
     # requests in flight at once for new submissions and the manifest sweep; 1 = sequential. Kept low: the
     # KoBo server is shared (kf.kobotoolbox.org throttles with 429, which the client honours)
     concurrency: int = Field(3, ge=1, le=8)
+    # processes that parse, pseudonymise and flatten pages beside the load; 0 = in the sync's own process;
+    # unset = decided per sync (workers from about 10 pages on, if the machine has 2 cores or more)
+    transform_workers: int | None = Field(None, ge=0, le=16)
+
+    @field_validator("full_sweep_every", "history_overlap", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        """Also "24h", "15m", "2d", "90s" (pydantic itself takes seconds, "24:00:00" and ISO 8601 "PT24H")."""
+        if isinstance(v, str) and (m := _DURATION.match(v)):
+            return timedelta(**{_DURATION_UNITS[m[2]]: float(m[1])})
+        return v
+
+    @field_serializer("full_sweep_every", "history_overlap", when_used="json")
+    def _compact_duration(self, v: timedelta) -> str:
+        seconds = v.total_seconds()
+        for unit, size in (("h", 3600), ("m", 60)):
+            if seconds and seconds % size == 0:
+                return f"{seconds // size:g}{unit}"
+        return f"{seconds:g}s"
 
 
 class FormConfig(BaseModel):

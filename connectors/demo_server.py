@@ -2,7 +2,8 @@
 
 It reproduces the wire format of `/work/shared/kobo-api.md` sections 1-5: token auth (401/404 rules), the
 asset list, asset detail, versions, and the data endpoint with `limit/start/query/sort/fields` and DRF-style
-`next`/`previous` links. Submissions of the bundled household survey are generated per page on demand
+`next`/`previous` links, and the project history (`/history/`, 4.3 and 6.3) with the entries the test hooks
+and data reads leave. Submissions of the bundled household survey are generated per page on demand
 (`connectors.demo_data`); added/edited/deleted records are kept as small overlays. Recorded real assets from
 `shared/fixtures/robotoolbox` are served as recorded when present. Faults (latency, 5xx, 429, truncated
 bodies, HTML instead of JSON) are injected with `set_faults`.
@@ -20,6 +21,7 @@ import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -192,6 +194,8 @@ class _Collection:
         self.edited: dict[int, dict[str, Any]] = {}
         self.deleted_idx: list[int] = []  # sorted base indices
         self._deleted_set: set[int] = set()
+        self._roots: dict[Any, list[int]] = {}  # base `meta/rootUuid` → `_id`s, built on first use
+        self._rooted = 0  # base records indexed so far
 
     # -- addressing
     def index_of(self, _id: int) -> int | None:
@@ -230,6 +234,21 @@ class _Collection:
         if i not in self._deleted_set:
             self._deleted_set.add(i)
             insort(self.deleted_idx, i)
+
+    def undelete(self, i: int) -> None:
+        if i in self._deleted_set:
+            self._deleted_set.discard(i)
+            self.deleted_idx.remove(i)
+
+    def ids_with_roots(self, roots: set[Any]) -> set[int]:
+        """`_id`s whose record has one of `roots` as `meta/rootUuid`, deleted ones included (the history
+        re-fetch asks for ~100 at a time: an index, extended after appends, beats generating every record)."""
+        while self._rooted < self.size:
+            root = self._record_at(self._rooted).get("meta/rootUuid")
+            self._roots.setdefault(root, []).append(self._id_at(self._rooted))
+            self._rooted += 1
+        ids = {i for r in roots for i in self._roots.get(r, ())}
+        return ids | {i for i, rec in self.edited.items() if rec.get("meta/rootUuid") in roots}
 
     # -- querying
     def select(
@@ -310,6 +329,15 @@ class _Collection:
                             a, b = 0, 0  # KPI does not convert values under operators: "100" never matches
                         else:
                             a, b = self._narrow(a, b, op, arg, self._id_at)
+            elif key == "meta/rootUuid" and (
+                isinstance(cond, str) or (isinstance(cond, dict) and set(cond) == {"$in"})
+            ):
+                # narrowed by the index; the term stays in the residual, which checks each row found
+                roots = {cond} if isinstance(cond, str) else cond["$in"]
+                if not isinstance(roots, list | set):
+                    raise _BadParam("query", "$in needs an array")
+                found = self.ids_with_roots({r for r in roots if isinstance(r, str)})
+                id_set = found if id_set is None else id_set & found
             elif (
                 key == "_submission_time"
                 and self._time_at is not None
@@ -595,6 +623,7 @@ class DemoKoboServer:
         token: str = "demo-token",
         include_fixtures: bool = True,
         port: int = 0,
+        manage_asset: bool = True,
     ) -> None:
         self.households = households
         self.seed = seed
@@ -611,6 +640,11 @@ class DemoKoboServer:
         self._data_requests = 0
         self._assets: dict[str, _Asset] = {}
         self._edit_counter = 0
+        # the token's owner may manage the projects: False makes `/history/` answer 403, like KPI
+        self.manage_asset = manage_asset
+        # asset uid → project history entries, oldest first
+        self._history: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
+        self._held: dict[tuple[str, int], int] = {}  # (asset uid, _id) → index of an upload still in flight
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -778,6 +812,10 @@ class DemoKoboServer:
                 coll.size += n  # generated records beyond N continue the same deterministic sequence
                 new_ids = [coll._id_at(i) for i in range(first, first + n)]
             self._refresh_counts(asset)
+            for _id in new_ids:
+                idx = coll.index_of(_id)
+                assert idx is not None
+                self._record_history(uid, "add-submission", coll.record(idx))
             return new_ids
 
     def _locate(self, uid: str, _id: int) -> tuple[_Asset, _Collection, int]:
@@ -816,12 +854,14 @@ class DemoKoboServer:
             rebuilt["_uuid"] = new_uuid
             rebuilt.setdefault("meta/rootUuid", old_instance)
             coll.edited[_id] = rebuilt
+            self._record_history(uid, "modify-submission", rebuilt)
             return new_uuid
 
     def delete_submission(self, uid: str, _id: int) -> None:
         """Hard-delete a submission (no tombstone, like KPI)."""
         with self._lock:
             asset, coll, idx = self._locate(uid, _id)
+            self._record_history(uid, "delete-submission", coll.record(idx))
             coll.delete(idx)
             coll.edited.pop(_id, None)
             self._refresh_counts(asset)
@@ -843,6 +883,47 @@ class DemoKoboServer:
             else:
                 rec["_validation_status"] = {}
             coll.edited[_id] = rec
+            label = dd.VALIDATION_LABELS[status_uid] if status_uid else None
+            self._record_history(uid, "modify-submission", rec, status=label)
+
+    def hold_submission(self, uid: str, _id: int) -> None:
+        """Make a submission unreadable, as while its upload is still in flight: KPI allocates `_id` before
+        the record is readable, so it can appear behind a higher `_id` (kobo-api.md 4.4)."""
+        with self._lock:
+            asset, coll, idx = self._locate(uid, _id)
+            coll.delete(idx)
+            self._held[(uid, _id)] = idx
+            self._refresh_counts(asset)
+
+    def release_submission(self, uid: str, _id: int) -> None:
+        """Finish a held upload: the submission becomes readable and gets its `add-submission` entry."""
+        with self._lock:
+            idx = self._held.pop((uid, _id))
+            asset = self._asset(uid)
+            assert asset.collection is not None
+            asset.collection.undelete(idx)
+            self._refresh_counts(asset)
+            self._record_history(uid, "add-submission", asset.collection.record(idx))
+
+    def _record_history(self, uid: str, action: str, rec: dict[str, Any] | None = None, **extra: Any) -> None:
+        """Append one project-history entry shaped like KPI's (kobo-api.md 4.3; audit_log/models.py)."""
+        metadata: dict[str, Any] = {
+            "asset_uid": uid, "log_subtype": "project", "ip_address": "127.0.0.1", "source": "kobo-etl demo",
+        }
+        if rec is not None:
+            root = str(rec.get("meta/rootUuid") or "").removeprefix("uuid:")
+            metadata["submission"] = {"root_uuid": root, "submitted_by": rec.get("_submitted_by"), **extra}
+        at = datetime.now(UTC)
+        entry = {
+            "user": f"{self.url}/api/v2/users/{_HISTORY_USER}/",
+            "user_uid": "uDemoOwner1234567890",
+            "username": _HISTORY_USER,
+            "action": action,
+            "metadata": metadata,
+            "date_created": at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        }
+        with self._lock:
+            self._history.setdefault(uid, []).append((at, entry))
 
     def set_faults(
         self,
@@ -962,6 +1043,8 @@ class DemoKoboServer:
             return self._versions(asset, tail[1:], query)
         if tail[0] in ("data", "data.json"):
             return self._data(asset, parts.path, query, tail[1:])
+        if tail[0] == "history":
+            return self._history_page(asset, parts.path, query, tail[1:])
         return 404, orjson.dumps(_NOT_FOUND), {}, ""
 
     def _asset_list(self, path: str, query: dict[str, str], authed: bool) -> bytes:
@@ -1047,8 +1130,28 @@ class DemoKoboServer:
                 status, out = 200, self._data_page(asset, path, query)
         except _BadParam as exc:
             return 400, orjson.dumps(exc.body), {}, ""
+        if status == 200:  # KPI logs every read of the data in the project history
+            self._record_history(asset.uid, "view-data")
         kind = fault[0] if fault is not None and status == 200 else ""  # truncate-drop / truncate-short
         return status, out, {}, kind
+
+    def _history_page(
+        self, asset: _Asset, path: str, query: dict[str, str], tail: list[str]
+    ) -> tuple[int, bytes, dict[str, str], str]:
+        """`/history/` (newest first, `q`, limit/start) and `/history/actions/`; 403 without manage_asset."""
+        if not self.manage_asset:
+            return 403, orjson.dumps({"detail": "You do not have permission to perform this action."}), {}, ""
+        with self._lock:
+            entries = list(self._history.get(asset.uid, []))
+        if tail == ["actions"]:
+            return 200, orjson.dumps({"actions": sorted({e["action"] for _, e in entries})}), {}, ""
+        if tail:
+            return 404, orjson.dumps(_NOT_FOUND), {}, ""
+        keep = _history_filter(query.get("q", ""))
+        matched = [e for at, e in reversed(entries) if keep(at, e)]
+        limit, start = self._limit_start(query, "start", strict=False)
+        return 200, self._envelope(path, query, len(matched), start, limit, matched[start:start + limit],
+                                   "start"), {}, ""
 
     def _fault_response(self, fault: tuple[str, int]) -> tuple[int, bytes, dict[str, str], str]:
         kind, status = fault
@@ -1142,6 +1245,100 @@ class DemoKoboServer:
             prev = link(min(start, count) - limit if start > count else start - limit)
         # results last: DRF writes it last, and clients may slice it out without parsing the envelope
         return orjson.dumps({"count": count, "next": nxt, "previous": prev, "results": results})
+
+
+# --------------------------------------------------------------------------------------------------------
+# The project history's `q`: KPI's Boolean query grammar (kpi/utils/query_parser/grammar.peg) — `field:value`
+# terms (value a word or a quoted string), AND / OR / NOT in capitals, parentheses, AND implied between terms.
+
+_HISTORY_USER = "demo_owner"
+_Q_TOKEN = re.compile(
+    r'\s*(?:(?P<paren>[()])|(?P<op>AND|OR|NOT)(?=[\s()]|$)'
+    r'|(?P<field>[A-Za-z_][\w\-]*):(?:"(?P<quoted>(?:\\.|[^"\\])*)"|(?P<word>[^\s():"]+))|(?P<bad>\S))'
+)
+_HISTORY_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "action": lambda e: e["action"],
+    "user_uid": lambda e: e["user_uid"],
+    "user__username": lambda e: e["username"],
+    "metadata__asset_uid": lambda e: e["metadata"].get("asset_uid"),
+    "metadata__submission__root_uuid": lambda e: e["metadata"].get("submission", {}).get("root_uuid"),
+    "metadata__submission__submitted_by": lambda e: e["metadata"].get("submission", {}).get("submitted_by"),
+}
+_DATE_LOOKUPS: dict[str, Callable[[datetime, datetime], bool]] = {
+    "": lambda a, b: a == b, "__gt": lambda a, b: a > b, "__gte": lambda a, b: a >= b,
+    "__lt": lambda a, b: a < b, "__lte": lambda a, b: a <= b,
+}
+_HistoryPredicate = Callable[[datetime, dict[str, Any]], bool]
+
+
+def _history_filter(q: str) -> _HistoryPredicate:
+    """The entries `q` selects. KPI's SearchFilter answers a `q` it cannot parse, an unknown field or a bad
+    value with an empty list (not a 400), so those match nothing here too."""
+    if not q.strip():
+        return lambda at, e: True
+    tokens: list[tuple[str, Any]] = []
+    for m in _Q_TOKEN.finditer(q):
+        if m["bad"] is not None:
+            return lambda at, e: False
+        if m["paren"] or m["op"]:
+            tokens.append(("sym", m["paren"] or m["op"]))
+        elif m["field"]:
+            value = m["quoted"] if m["quoted"] is not None else m["word"]
+            tokens.append(("term", (m["field"], value)))
+    try:
+        predicate, end = _q_or(tokens, 0)
+    except (ValueError, IndexError):
+        return lambda at, e: False
+    return predicate if end == len(tokens) else (lambda at, e: False)
+
+
+def _q_or(tokens: list[tuple[str, Any]], i: int) -> tuple[_HistoryPredicate, int]:
+    parts = []
+    part, i = _q_and(tokens, i)
+    parts.append(part)
+    while i < len(tokens) and tokens[i] == ("sym", "OR"):
+        part, i = _q_and(tokens, i + 1)
+        parts.append(part)
+    return (lambda at, e: any(p(at, e) for p in parts)), i
+
+
+def _q_and(tokens: list[tuple[str, Any]], i: int) -> tuple[_HistoryPredicate, int]:
+    parts = []
+    part, i = _q_group(tokens, i)
+    parts.append(part)
+    while i < len(tokens) and tokens[i] not in (("sym", "OR"), ("sym", ")")):
+        if tokens[i] == ("sym", "AND"):
+            i += 1
+        part, i = _q_group(tokens, i)
+        parts.append(part)
+    return (lambda at, e: all(p(at, e) for p in parts)), i
+
+
+def _q_group(tokens: list[tuple[str, Any]], i: int) -> tuple[_HistoryPredicate, int]:
+    kind, value = tokens[i]
+    if (kind, value) == ("sym", "("):
+        inner, i = _q_or(tokens, i + 1)
+        if tokens[i] != ("sym", ")"):
+            raise ValueError("unbalanced parentheses")
+        return inner, i + 1
+    if (kind, value) == ("sym", "NOT"):
+        inner, i = _q_group(tokens, i + 1)
+        return (lambda at, e: not inner(at, e)), i
+    if kind != "term":
+        raise ValueError(f"unexpected {value}")
+    return _q_term(*value), i + 1
+
+
+def _q_term(field: str, value: str) -> _HistoryPredicate:
+    if field.startswith("date_created") and field.removeprefix("date_created") in _DATE_LOOKUPS:
+        compare = _DATE_LOOKUPS[field.removeprefix("date_created")]
+        when = datetime.fromisoformat(value)  # a bad date: ValueError, i.e. nothing matches
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)  # KPI's TIME_ZONE is UTC
+        return lambda at, e: compare(at, when)
+    get = _HISTORY_FIELDS.get(field)
+    if get is None:
+        raise ValueError(f"unknown field {field}")
+    return lambda at, e: get(e) == value
 
 
 def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[str, Any]]:

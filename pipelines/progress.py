@@ -92,9 +92,9 @@ class SyncProgress:
         """Record one loaded page; `page.count` is what the server has from this page on."""
         self.now = self.clock()
         self.pages += 1
-        self.submissions += len(page.results)
+        self.submissions += page.size
         if page.count is not None:
-            self.remaining = max(int(page.count) - len(page.results), 0)
+            self.remaining = max(int(page.count) - page.size, 0)
         text = self.line()
         if self.tty:
             self.stream.write(CLEAR_LINE + text)

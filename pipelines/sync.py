@@ -5,41 +5,44 @@ Prefect flows (pipelines/flows.py) and the CLI both call these; nothing here imp
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from config import EtlError, FormConfig, Settings
+from config import EtlError, FormConfig, Settings, SyncOptions
 from config.privacy import PrivacyPolicy
-from connectors import KoboClient, SubmissionPage
+from connectors import BadRequest, FormNotFound, KoboClient, PermissionDenied, SubmissionPage
 from expectations import HfcReport
 from expectations.structure import check_batch_structure
 from pipelines.checks import LoadedIds, check_form, previous_checks_failed
 from pipelines.forms import fetch_versions
-from transforms import (
-    to_form_schema,
-    to_label_tables,
-    to_tables,
-    with_attachment_rows,
-    with_attachments_table,
-)
+from pipelines.workers import transform_pages
+from transforms import to_form_schema, to_label_tables, with_attachments_table
 from transforms.model import FormSchema
-from transforms.privacy import apply_policy, apply_policy_to_schema, check_strict
+from transforms.page import PageTransform
+from transforms.privacy import apply_policy_to_schema, check_strict
 from warehouse import (
+    SyncState,
     count_submissions,
     create_label_views,
     delete_submissions,
     ensure_tables,
     fail_run,
     finish_run,
+    get_sync_state,
     get_watermark,
+    ids_by_root_uuid,
     load_session,
     pinned_columns,
     read_manifest,
+    set_history_refused,
+    set_sync_state,
     start_run,
     upsert_batch,
     upsert_pending_privacy,
@@ -50,6 +53,10 @@ log = logging.getLogger("kobo_etl.sync")
 
 #: Ids re-fetched per `$in` request during the sweep.
 REFETCH_BATCH = 500
+#: Project-history actions that change the submissions (kobo-api.md 4.3); `view-data`, which every read of
+#: the data writes, and the project-level actions are left out by the query itself.
+HISTORY_ACTIONS = ("add-submission", "modify-submission", "delete-submission")
+_REFUSED = "the project history is refused; it is asked again after sync.full_sweep_every"
 
 
 @dataclass
@@ -106,7 +113,12 @@ class FormContext:
     raw_schema: FormSchema  # the form as KoBo defines it
     schema: FormSchema  # the form as stored (after the privacy policy)
     policy: PrivacyPolicy
-    key: bytes
+    key: bytes = field(repr=False)
+
+    @property
+    def transform(self) -> PageTransform:
+        """Privacy → flatten for one page of this form (what transform workers run)."""
+        return PageTransform(self.raw_schema, self.schema, self.policy, self.key)
 
 
 def load_form_context(
@@ -149,22 +161,19 @@ def load_pages(
     The ids loaded go to `loaded` (a DuckDB temp table: a Python list would grow with N).
     """
     withheld: set[str] = set(summary.withheld)
-    for page in pages:
+    for page, done in transform_pages(pages, ctx.transform, ctx.config.sync.transform_workers):
         summary.requests += 1
         summary.bytes += page.nbytes
-        if not page.results:
+        if done is None:
             continue
-        result = apply_policy(page.results, ctx.raw_schema, ctx.policy, ctx.key)
-        if result.withheld:
+        if done.withheld:
             upsert_pending_privacy(
                 con,
                 ctx.config.slug,
-                [{"xpath": w.xpath, "question_type": w.type, "reason": w.reason} for w in result.withheld],
+                [{"xpath": w.xpath, "question_type": w.type, "reason": w.reason} for w in done.withheld],
             )
-            withheld.update(w.xpath for w in result.withheld)
-        batch = with_attachment_rows(
-            to_tables(result.submissions, ctx.schema), result.submissions, ctx.schema
-        )
+            withheld.update(w.xpath for w in done.withheld)
+        batch = done.batch
         # before the page is written: data that no longer matches the form stops this form's load
         structure = check_batch_structure(batch, ctx.schema)
         if structure.unknown_keys:
@@ -180,14 +189,14 @@ def load_pages(
             watermark=page.last_id if advance_watermark else None,
             new_only=new_only,
         )
-        summary.fetched += len(page.results)
+        summary.fetched += page.size
         summary.inserted += counts.inserted
         summary.updated += counts.updated
         summary.quarantined += len(batch.quarantine)
         loaded.add(batch.submission_ids)
         log.log(
             logging.DEBUG if on_page else logging.INFO,
-            "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, len(page.results), page.last_id,
+            "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, page.size, page.last_id,
         )
         if on_page is not None:
             on_page(page)
@@ -207,6 +216,119 @@ def iter_manifest(client: KoboClient, form: FormConfig, until_id: int) -> Iterat
     )
 
 
+def catch_up(
+    con: duckdb.DuckDBPyConnection,
+    client: KoboClient,
+    ctx: FormContext,
+    until_id: int,
+    summary: SyncSummary,
+    loaded: LoadedIds,
+    as_of: datetime,
+) -> None:
+    """Apply the edits, validation changes, late arrivals and deletions below the watermark.
+
+    From the project history when it can be used (a few KB when little changed), else by the manifest
+    sweep (every id). The sweep still runs when `sync.history` is off, when no earlier poll or sweep is
+    recorded, every `sync.full_sweep_every` (the safety net: the history's lookback is limited and clocks
+    drift), and when the history is refused (403 without 'Manage project'; 404 on servers without it). A
+    refusal is recorded and logged once; the history is asked again after `sync.full_sweep_every` (one
+    request), so a permission granted later takes effect. `as_of` was taken before anything was read: the
+    changes are in the warehouse up to that instant when this returns.
+    """
+    slug, opts = ctx.config.slug, ctx.config.sync
+    state = get_sync_state(con, slug)
+    reason = _sweep_reason(opts, state, as_of)
+    if reason is None and state.history_polled_at is not None:
+        since = state.history_polled_at - opts.history_overlap
+        try:
+            named = poll_history(client, ctx, since, summary)
+        except (PermissionDenied, FormNotFound, BadRequest) as exc:
+            if state.history_refused_at is None:
+                log.warning(
+                    "%s: the project history cannot be read (HTTP %s): every sync sweeps the whole id list "
+                    "instead. Give the token's account 'Manage project' on the form to make syncs cheaper, "
+                    "or set sync.history: false", slug, exc.status_code,
+                )
+            set_history_refused(con, slug, as_of)
+            reason = _REFUSED
+        else:
+            if state.history_refused_at is not None:
+                set_history_refused(con, slug, None)
+                log.info("%s: the project history can be read again", slug)
+            apply_history(con, client, ctx, until_id, named, summary, loaded, as_of)
+            return
+    # the refusal itself was logged once, when it was first met
+    log.log(logging.DEBUG if reason == _REFUSED else logging.INFO, "%s: manifest sweep (%s)", slug, reason)
+    sweep(con, client, ctx, until_id, summary, loaded, as_of)
+
+
+def _sweep_reason(opts: SyncOptions, state: SyncState, now: datetime) -> str | None:
+    """Why this run must sweep the manifest, or None when the project history may be used instead."""
+    if not opts.history:
+        return "sync.history is off"
+    if state.history_polled_at is None or state.swept_at is None:
+        return "no earlier poll or sweep is recorded"
+    if now < state.history_polled_at:
+        return "this computer's clock is behind the last poll"
+    if now - state.swept_at >= opts.full_sweep_every:
+        return "the periodic full sweep is due (sync.full_sweep_every)"
+    if state.history_refused_at is not None and now - state.history_refused_at < opts.full_sweep_every:
+        return _REFUSED
+    return None
+
+
+def poll_history(
+    client: KoboClient, ctx: FormContext, since: datetime, summary: SyncSummary
+) -> dict[str, set[str]]:
+    """Action → root uuids (without `uuid:`) the form's project history names since `since`.
+
+    The entries also carry who submitted and who changed (personal data): only the root uuid is kept.
+    """
+    named: dict[str, set[str]] = {action: set() for action in HISTORY_ACTIONS}
+    for page in client.iter_history_pages(ctx.config.asset_uid, actions=HISTORY_ACTIONS, since=since):
+        summary.requests += 1
+        summary.bytes += page.nbytes
+        for entry in page.results:
+            submission = (entry.get("metadata") or {}).get("submission") or {}
+            root = str(submission.get("root_uuid") or "").removeprefix("uuid:")
+            if root and entry.get("action") in named:
+                named[entry["action"]].add(root)
+    return named
+
+
+def apply_history(
+    con: duckdb.DuckDBPyConnection,
+    client: KoboClient,
+    ctx: FormContext,
+    until_id: int,
+    named: dict[str, set[str]],
+    summary: SyncSummary,
+    loaded: LoadedIds,
+    as_of: datetime,
+) -> None:
+    """Re-fetch the submissions the history names up to the watermark (edits, validation changes, late
+    arrivals) and drop the deleted ones; above the watermark the keyset pass loads the current state."""
+    slug, uid = ctx.config.slug, ctx.config.asset_uid
+    deleted = named["delete-submission"]
+    stored = ids_by_root_uuid(con, slug, deleted | named["add-submission"])
+    # an added submission already stored is old news (the last run loaded it); one not stored is late
+    late = {root for root in named["add-submission"] if root not in stored}
+    refetch = (named["modify-submission"] | late) - deleted
+    # deletions first, so the poll time commits with the last re-fetched page. A root uuid can come back
+    # (submitted again, or a legacy duplicate): the ids the server still has are not deleted
+    gone = sorted(root for root in deleted if root in stored)
+    still_there = list(client.iter_submissions_by_root_uuid(uid, gone, until_id=until_id))
+    kept = {int(row["_id"]) for page in still_there for row in page.results}
+    apply_deletions(con, ctx, sorted({i for r in gone for i in stored[r]} - kept), summary)
+    pages = itertools.chain(still_there,
+                            client.iter_submissions_by_root_uuid(uid, sorted(refetch), until_id=until_id))
+    with load_session(con):
+        load_pages(con, ctx, pages, summary, advance_watermark=False, loaded=loaded)
+        set_sync_state(con, slug, polled_at=as_of)
+    log.info("%s: project history since the last run: %d submissions re-fetched, %d named as deleted",
+             slug, len(refetch) + len(gone), len(deleted))
+
+
 def sweep(
     con: duckdb.DuckDBPyConnection,
     client: KoboClient,
@@ -214,8 +336,9 @@ def sweep(
     until_id: int,
     summary: SyncSummary,
     loaded: LoadedIds,
+    as_of: datetime,
 ) -> None:
-    """Find edits, late arrivals and deletions among already-synced ids and apply them."""
+    """Find edits, late arrivals and deletions among already-synced ids and apply them; record the sweep."""
     manifest = read_manifest(con, ctx.config.slug)
     local = dict(
         zip(
@@ -239,12 +362,12 @@ def sweep(
             status = (row.get("_validation_status") or {}).get("uid")
             if local.get(sid) != (row.get("_uuid"), status):
                 changed.append(sid)
-    deleted = sorted(set(local) - seen)
-    if changed:
-        pages = client.iter_submission_pages(ctx.config.asset_uid, ids=changed, page_size=REFETCH_BATCH)
-        with load_session(con):
-            load_pages(con, ctx, pages, summary, advance_watermark=False, loaded=loaded)
-    apply_deletions(con, ctx, deleted, summary)
+    # deletions first, so the sweep's time commits with its last re-fetched page
+    apply_deletions(con, ctx, sorted(set(local) - seen), summary)
+    pages = client.iter_submission_pages(ctx.config.asset_uid, ids=changed, page_size=REFETCH_BATCH)
+    with load_session(con):
+        load_pages(con, ctx, pages, summary, advance_watermark=False, loaded=loaded)
+        set_sync_state(con, ctx.config.slug, polled_at=as_of, swept_at=as_of)
 
 
 def sync_form(
@@ -273,10 +396,11 @@ def sync_form(
         summary.schema_changes = [c.describe() for c in changes] + list(ctx.schema.type_changes)
         write_labels(con, ctx.schema, to_label_tables(ctx.schema))
         create_label_views(con, ctx.schema)
+        as_of = datetime.now(UTC)  # what changes after this instant is left to the next run's history poll
         watermark = None if full else get_watermark(con, form.slug)
         loaded = LoadedIds(con, form.slug)
         if watermark is not None and form.sync.sweep:
-            sweep(con, client, ctx, watermark, summary, loaded)
+            catch_up(con, client, ctx, watermark, summary, loaded, as_of)
         # in `_id` order even when fetched concurrently, so each page's last id is a correct watermark
         pages = client.iter_submission_pages_concurrent(
             form.asset_uid, after_id=watermark, page_size=form.sync.page_size, workers=form.sync.concurrency
@@ -286,8 +410,12 @@ def sync_form(
         with load_session(con):
             load_pages(con, ctx, pages, summary, advance_watermark=True, loaded=loaded, on_page=progress,
                        new_only=new_only)
+            if watermark is None and not full:
+                # a first load reads every submission, as a sweep does: the next run may use the history
+                set_sync_state(con, form.slug, polled_at=as_of, swept_at=as_of)
         if full:
             _drop_missing_after_full(con, client, ctx, summary)
+            set_sync_state(con, form.slug, polled_at=as_of, swept_at=as_of)
         summary.server_count = client.count_submissions(form.asset_uid)
         summary.warehouse_count = count_submissions(con, form.slug)
         summary.tables = sorted(ctx.schema.tables)

@@ -4,13 +4,18 @@ from warehouse.db import connect
 from warehouse.errors import WarehouseError, WarehouseLocked
 from warehouse.load import (
     SchemaChange,
+    SyncState,
     UpsertCounts,
     count_submissions,
     delete_submissions,
     ensure_tables,
+    get_sync_state,
     get_watermark,
+    ids_by_root_uuid,
     load_session,
     read_manifest,
+    set_history_refused,
+    set_sync_state,
     set_watermark,
     upsert_batch,
     widest_type,
@@ -26,7 +31,8 @@ from warehouse.sql import quote_ident, quote_literal
 
 __all__ = [
     "connect", "WarehouseError", "WarehouseLocked", "SchemaChange", "UpsertCounts", "count_submissions",
-    "delete_submissions", "ensure_tables", "get_watermark",
+    "delete_submissions", "ensure_tables", "get_watermark", "SyncState", "get_sync_state", "set_sync_state",
+    "set_history_refused", "ids_by_root_uuid",
     "load_session", "read_manifest", "set_watermark", "upsert_batch",
     "widest_type", "create_label_views", "language_codes", "pinned_columns",
     "write_labels", "fail_run", "finish_run", "start_run", "upsert_pending_privacy", "quote_ident",

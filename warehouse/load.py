@@ -1,5 +1,5 @@
 """Form tables in DuckDB: create and evolve them from the form schema, upsert flattened batches, apply
-deletions, and read back what the incremental sweep needs (manifest, watermark)."""
+deletions, and read back what the incremental sync needs (manifest, watermark, history-poll state)."""
 
 from __future__ import annotations
 
@@ -455,6 +455,71 @@ def get_watermark(con: duckdb.DuckDBPyConnection, slug: str) -> int | None:
     """The highest `_id` loaded by keyset paging for the form, or None before its first load."""
     row = con.execute("SELECT last_id FROM ops.watermarks WHERE form = ?", [slug]).fetchone()
     return None if row is None or row[0] is None else int(row[0])
+
+
+class SyncState(NamedTuple):
+    """When a form's changes below the watermark were last collected (all UTC, None = never)."""
+
+    history_polled_at: datetime | None  # the last history poll or sweep started then
+    swept_at: datetime | None  # the last full check of every id (manifest sweep, first load, --full)
+    history_refused_at: datetime | None  # the project history was last refused then (no manage_asset)
+
+
+def get_sync_state(con: duckdb.DuckDBPyConnection, slug: str) -> SyncState:
+    """The form's `SyncState`, stored beside its watermark in `ops.watermarks`."""
+    row = con.execute(
+        "SELECT history_polled_at, swept_at, history_refused_at FROM ops.watermarks WHERE form = ?", [slug]
+    ).fetchone()
+    return SyncState(*row) if row else SyncState(None, None, None)
+
+
+def set_sync_state(
+    con: duckdb.DuckDBPyConnection, slug: str, *, polled_at: datetime, swept_at: datetime | None = None
+) -> None:
+    """Record that the form's changes up to `polled_at` are in the warehouse (`swept_at`: by a full check).
+
+    Inside a `load_session` this joins the session's open transaction, so it commits together with the
+    last pages it vouches for. The row is the watermark's: a form never loaded has none, and nothing is
+    recorded (its first load checks everything anyway).
+    """
+    session = _sessions.get(id(con))
+    if session is not None and not session.open:
+        con.begin()
+        session.open = True  # the session commits it when its block ends
+    con.execute(
+        "UPDATE ops.watermarks SET history_polled_at = ?, swept_at = coalesce(?, swept_at) WHERE form = ?",
+        [polled_at, swept_at, slug],
+    )
+
+
+def set_history_refused(con: duckdb.DuckDBPyConnection, slug: str, at: datetime | None) -> None:
+    """Record when the form's project history was refused (None: it is readable again)."""
+    con.execute("UPDATE ops.watermarks SET history_refused_at = ? WHERE form = ?", [at, slug])
+
+
+def ids_by_root_uuid(con: duckdb.DuckDBPyConnection, slug: str, roots: Iterable[str]) -> dict[str, list[int]]:
+    """Root uuid (without `uuid:`) → `_id`s of the current (not soft-deleted) submissions that carry it.
+
+    The project history names submissions by root uuid, not by `_id` (kobo-api.md 4.3).
+    """
+    wanted = sorted(set(roots))
+    columns = existing_columns(con, slug).get(MAIN_TABLE)
+    if not wanted or columns is None or _find(columns, "_root_uuid") is None:
+        return {}
+    views = _Views(con)
+    try:
+        view = quote_ident(views.add(pa.table({"root": pa.array(wanted, pa.string())})))
+        live = f" AND {DELETED_AT} IS NULL" if _find(columns, DELETED_AT) else ""
+        rows = con.execute(
+            f"SELECT _root_uuid, _id FROM {qualified(slug, MAIN_TABLE)} "
+            f"WHERE _root_uuid IN (SELECT root FROM {view}){live} ORDER BY _id"
+        ).fetchall()
+    finally:
+        views.close()
+    found: dict[str, list[int]] = {}
+    for root, sid in rows:
+        found.setdefault(root, []).append(int(sid))
+    return found
 
 
 def delete_submissions(

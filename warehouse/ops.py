@@ -39,6 +39,11 @@ OPS_DDL = (
         change VARCHAR NOT NULL, detail VARCHAR, changed_at TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS ops.watermarks (
         form VARCHAR PRIMARY KEY, last_id BIGINT, updated_at TIMESTAMPTZ NOT NULL)""",
+    # when the form's changes were last collected (history poll / manifest sweep), and when the project
+    # history was refused (pipelines/sync.py `catch_up`); added after the first layout
+    "ALTER TABLE ops.watermarks ADD COLUMN IF NOT EXISTS history_polled_at TIMESTAMPTZ",
+    "ALTER TABLE ops.watermarks ADD COLUMN IF NOT EXISTS swept_at TIMESTAMPTZ",
+    "ALTER TABLE ops.watermarks ADD COLUMN IF NOT EXISTS history_refused_at TIMESTAMPTZ",
     """CREATE TABLE IF NOT EXISTS ops.deletions (
         form VARCHAR NOT NULL, submission_id BIGINT NOT NULL, seen_missing_at TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS ops.pending_privacy_decisions (

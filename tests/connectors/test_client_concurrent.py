@@ -4,11 +4,14 @@ bounded by `until_id` (the manifest sweep)."""
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
-from connectors import KoboClient
+from connectors import KoboClient, SubmissionPage
 from connectors.demo_server import DemoKoboServer
 
 TOKEN = "demo-token-s3cr3t-value"
@@ -64,6 +67,8 @@ def test_concurrent_equals_sequential_and_resumes(client: KoboClient, srv: DemoK
         assert_ordered_pages(pages)
         assert ids_of(pages) == truth, (workers, size)
         assert all(len(p.results) <= size for p in pages)
+        # the top page (fetched highest first, trimmed to what is above the first page) replays too
+        assert all(orjson.loads(p.raw)["results"] == p.results for p in pages)
     resumed = ids_of(client.iter_submission_pages_concurrent(uid, after_id=truth[411], workers=3,
                                                              page_size=90, fields=["_id"]))
     assert resumed == truth[412:]
@@ -94,14 +99,27 @@ def test_concurrent_under_5xx_every_third_request(client: KoboClient, srv: DemoK
     assert all(len(p.results[0]) > 3 for p in pages)  # whole submissions, not just ids
 
 
+def wait_until_idle(srv: DemoKoboServer) -> int:
+    """The number of requests once the server has had none for a while (the workers wait for the caller)."""
+    seen = -1
+    while seen != len(srv.requests):
+        seen = len(srv.requests)
+        time.sleep(0.3)
+    return seen
+
+
 def test_deletions_and_arrivals_during_the_concurrent_crawl(client: KoboClient, srv: DemoKoboServer) -> None:
     uid = srv.household_uid
     before = sequential(client, uid)
+    mark = len(srv.requests)
     pages = client.iter_submission_pages_concurrent(uid, workers=3, page_size=100, fields=["_id"])
-    first = next(pages)  # the other slices are not requested before the first page is taken
+    first = next(pages)
     assert ids_of([first]) == before[:100]
+    # round one (the first and the top page), then at most 2 × 3 slices of < 100 rows fetched ahead
+    assert wait_until_idle(srv) - mark <= 2 + 6
     srv.delete_submission(uid, before[10])  # behind the cursor: already received
-    ahead = [before[150], before[640], before[1299]]
+    srv.delete_submission(uid, before[1250])  # in the top page, received in round one as it was then
+    ahead = [before[800], before[1000], before[1150]]  # beyond what was fetched ahead
     for sid in ahead:
         srv.delete_submission(uid, sid)
     added = srv.add_submissions(uid, 7)
@@ -109,4 +127,43 @@ def test_deletions_and_arrivals_during_the_concurrent_crawl(client: KoboClient, 
     assert_ordered_pages([first, *rest])
     expected_rest = [i for i in before[100:] if i not in ahead] + sorted(added)
     assert ids_of(rest) == expected_rest  # no gaps, no duplicates; arrivals meanwhile are fetched too
-    assert client.count_submissions(uid) == 1300 - 4 + 7
+    assert client.count_submissions(uid) == 1300 - 5 + 7
+    # `count` is what is left from each page on, as the first page counted it (progress displays)
+    assert [p.count for p in [first, *rest][:3]] == [1300, 1200, 1200 - len(rest[0].results)]
+
+
+def test_sparse_ids_with_a_hole_and_a_clump(client: KoboClient, srv: DemoKoboServer) -> None:
+    """Real `_id`s are sparse (a server-wide sequence; deletions leave holes), so the slices cut from the
+    first and top pages' density can come back empty or hold several pages. An overfull slice's rest is
+    cut into bounded slices for the other workers, not crawled page after page by one."""
+    uid = srv.household_uid
+    ids = sequential(client, uid)
+    for sid in ids[100:600] + ids[900:1200]:  # between the first and the top page only ids[600:900] remain
+        srv.delete_submission(uid, sid)
+    truth = sequential(client, uid)
+    assert len(truth) == 500
+    mark = len(srv.requests)
+    pages = list(client.iter_submission_pages_concurrent(uid, workers=3, page_size=100, fields=["_id"]))
+    assert_ordered_pages(pages)
+    assert ids_of(pages) == truth
+    assert all(len(p.results) <= 100 for p in pages)
+    requests = srv.requests[mark:]
+    assert sorted(e.query["sort"] for e in requests[:2]) == ['{"_id":-1}', '{"_id":1}']  # round one
+    ranges = [orjson.loads(e.query["query"])["_id"] for e in requests[2:]]
+    assert sum("$lte" not in r for r in ranges) == 1  # one open-ended request, for arrivals
+    clump = [r for r in ranges if r["$gt"] >= ids[600] and r.get("$lte", 0) <= ids[899]]
+    assert len(clump) >= 2  # the clump's rest went out as slices of its own
+    assert len(requests) <= 2 * len(pages) + 2
+
+
+def test_pages_already_yielded_are_let_go(client: KoboClient, srv: DemoKoboServer) -> None:
+    """Memory stays bounded: the crawl holds the pages of at most 2 × `workers` slices (and the top page
+    until its turn), never the ones the caller already took."""
+    alive = []
+    for k, page in enumerate(client.iter_submission_pages_concurrent(srv.household_uid, workers=3,
+                                                                     page_size=50, fields=["_id"])):
+        del page
+        if k % 5 == 4:
+            gc.collect()
+            alive.append(sum(isinstance(o, SubmissionPage) for o in gc.get_objects()))
+    assert len(alive) == 5 and max(alive) <= 2 * 3 + 2  # 26 pages in all

@@ -30,11 +30,14 @@ def write_household_form(
     page_size: int = 1000,
     deletions: str = "delete",
     concurrency: int = 3,
+    history: bool = True,
 ) -> Path:
-    """Only the demo household survey's reviewed config, with the page size and deletion mode given."""
+    """Only the demo household survey's reviewed config, with the page size and deletion mode given;
+    `history=False` makes every incremental run sweep the manifest (tests of the sweep itself)."""
     forms_dir.mkdir(parents=True, exist_ok=True)
     text = DEMO_FORM_CONFIG.read_text(encoding="utf-8").replace("{{ASSET_UID}}", server.household_uid)
-    text = text.replace("page_size: 1000", f"page_size: {page_size}\n  concurrency: {concurrency}")
+    text = text.replace("page_size: 1000", f"page_size: {page_size}\n  concurrency: {concurrency}\n"
+                                           f"  history: {str(history).lower()}")
     text = text.replace("deletions: delete", f"deletions: {deletions}")
     path = forms_dir / f"{SLUG}.yaml"
     path.write_text(text, encoding="utf-8")
@@ -48,11 +51,13 @@ def sync_settings(
     page_size: int = 1000,
     deletions: str = "delete",
     concurrency: int = 3,
+    history: bool = True,
     **overrides: Any,
 ) -> Settings:
     """Settings for a warehouse in `root/data` and a forms dir `root/forms` with the household survey."""
     forms_dir = root / "forms"
-    write_household_form(server, forms_dir, page_size=page_size, deletions=deletions, concurrency=concurrency)
+    write_household_form(server, forms_dir, page_size=page_size, deletions=deletions, concurrency=concurrency,
+                         history=history)
     values: dict[str, Any] = {
         "kobo_url": server.url,
         "kobo_token": server.token,
@@ -209,21 +214,7 @@ def hold_back(server: DemoKoboServer, _id: int) -> Any:
     """Make a submission invisible (as if its upload were still in flight); call the result to reveal it.
 
     KPI allocates `_id` before the record becomes readable, so a slow upload can appear behind a higher
-    `_id` (kobo-api.md 4.4). The demo server has no hook for this; it hides the record through the same
-    deletion overlay `delete_submission` uses and removes it from the overlay again on reveal.
+    `_id` (kobo-api.md 4.4). The reveal also writes the upload's `add-submission` history entry.
     """
-    asset = server._asset(server.household_uid)  # noqa: SLF001 - test-only emulation, see docstring
-    coll = asset.collection
-    with server._lock:  # noqa: SLF001
-        idx = coll.index_of(_id)
-        assert idx is not None, f"no submission {_id}"
-        coll.delete(idx)
-        server._refresh_counts(asset)  # noqa: SLF001
-
-    def reveal() -> None:
-        with server._lock:  # noqa: SLF001
-            coll._deleted_set.discard(idx)  # noqa: SLF001
-            coll.deleted_idx.remove(idx)
-            server._refresh_counts(asset)  # noqa: SLF001
-
-    return reveal
+    server.hold_submission(server.household_uid, _id)
+    return lambda: server.release_submission(server.household_uid, _id)

@@ -1,5 +1,6 @@
 """Crash safety: a sync killed with SIGKILL at several points (first load, later pages, the sweep, the
-re-fetch of edited ids) leaves a warehouse that the next run completes into exactly what a clean run gives."""
+re-fetch of edited ids, the project-history path) leaves a warehouse that the next run completes into exactly
+what a clean run gives."""
 
 from __future__ import annotations
 
@@ -107,21 +108,24 @@ def change_server(server: DemoKoboServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("point", "which", "k", "second_sync"),
+    ("point", "which", "k", "second_sync", "history"),
     [
-        ("first page", _answers, 1, False),
-        ("seventh page", _answers, 7, False),
-        ("sweep manifest", _manifest, 6, True),
-        ("re-fetch of edited ids", _refetch, 1, True),
-        ("new pages after the sweep", _answers, 2, True),
+        ("first page", _answers, 1, False, True),
+        ("seventh page", _answers, 7, False, True),
+        ("sweep manifest", _manifest, 6, True, False),
+        ("re-fetch of edited ids", _refetch, 1, True, False),
+        ("new pages after the sweep", _answers, 2, True, False),
+        # the second `$in` request re-fetches what the project history names (the first: the deleted ones)
+        ("re-fetch of what the history names", _refetch, 2, True, True),
     ],
 )
 def test_kill_9_then_rerun_equals_a_clean_run(
     fresh_server: DemoKoboServer, tmp_path: Path, point: str, which: Callable[[Any], bool], k: int,
-    second_sync: bool,
+    second_sync: bool, history: bool,
 ) -> None:
     server = fresh_server
-    settings = sync_settings(server, tmp_path / "crash", page_size=PAGE)
+    # history=False: the second sync sweeps the manifest (the kill points above are in the sweep)
+    settings = sync_settings(server, tmp_path / "crash", page_size=PAGE, history=history)
     if second_sync:
         assert sync_once(settings).warehouse_count == 120
         change_server(server)

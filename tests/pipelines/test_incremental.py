@@ -35,7 +35,8 @@ def fresh_full_dump(server: DemoKoboServer, root: Path) -> dict:
 
 def test_changes_between_syncs_give_the_servers_state(fresh_server: DemoKoboServer, tmp_path: Path) -> None:
     server, uid = fresh_server, fresh_server.household_uid
-    settings = sync_settings(server, tmp_path / "inc", page_size=PAGE)
+    # every run sweeps the manifest (the project-history path: test_history_sync.py)
+    settings = sync_settings(server, tmp_path / "inc", page_size=PAGE, history=False)
     wh = settings.warehouse_path
 
     first = sync_once(settings)
@@ -88,7 +89,8 @@ def test_late_arrival_behind_the_watermark_is_found_by_the_sweep(
     fresh_server: DemoKoboServer, tmp_path: Path
 ) -> None:
     server = fresh_server
-    settings = sync_settings(server, tmp_path / "inc", page_size=PAGE)
+    # the sweep's way of finding it (the project history's: test_history_sync.py)
+    settings = sync_settings(server, tmp_path / "inc", page_size=PAGE, history=False)
     late = server_ids(server)[50]
     reveal = hold_back(server, late)  # its upload is still in flight: invisible to the first sync
     first = sync_once(settings)
@@ -145,7 +147,8 @@ def test_count_mismatch_at_the_end_of_a_run_is_a_warning(
     fresh_server: DemoKoboServer, tmp_path: Path
 ) -> None:
     server = fresh_server
-    settings = sync_settings(server, tmp_path / "inc", page_size=PAGE)
+    # a submission that vanishes without a `delete-submission` entry: only the sweep sees it
+    settings = sync_settings(server, tmp_path / "inc", page_size=PAGE, history=False)
     wh = settings.warehouse_path
     vanished = server_ids(server)[0]
     pages: list[int] = []

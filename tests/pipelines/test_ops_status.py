@@ -152,9 +152,7 @@ def test_sync_writes_a_log_file_without_the_token(server, tmp_path, monkeypatch,
 
 
 def _page(n: int, count: int, last_id: int) -> SubmissionPage:
-    return SubmissionPage(
-        results=[{"_id": i} for i in range(n)], count=count, last_id=last_id, nbytes=0, raw=b""
-    )
+    return SubmissionPage.of([{"_id": i} for i in range(n)], count=count, last_id=last_id, nbytes=0)
 
 
 def test_progress_on_a_terminal_redraws_one_line_with_rate_and_eta():

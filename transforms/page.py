@@ -1,0 +1,67 @@
+"""One page of submissions through the privacy policy and flattening: the unit of work a transform worker
+process runs (pipelines/workers.py), and what a sync runs in-process for small forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from config.privacy import PrivacyPolicy
+from transforms.attachments import with_attachment_rows
+from transforms.errors import TransformError
+from transforms.flatten import to_tables
+from transforms.model import FlatBatch, FormSchema
+from transforms.privacy import WithheldQuestion, apply_policy
+
+
+@dataclass
+class TransformedPage:
+    """A page as it will be stored: typed Arrow tables and quarantine, plus questions withheld for lack
+    of a privacy decision. Holds no raw answer of a question the policy protects."""
+
+    batch: FlatBatch
+    withheld: list[WithheldQuestion]
+
+
+@dataclass
+class PageTransform:
+    """Everything needed to transform a page of one form (sent once to each worker process)."""
+
+    raw_schema: FormSchema  # the form as KoBo defines it
+    schema: FormSchema  # the form as stored (after the privacy policy)
+    policy: PrivacyPolicy
+    key: bytes = field(repr=False)  # the pseudonymisation key: never in a repr, a log or a traceback
+
+    def __call__(self, submissions: list[dict[str, Any]]) -> TransformedPage:
+        result = apply_policy(submissions, self.raw_schema, self.policy, self.key)
+        batch = to_tables(result.submissions, self.schema)
+        return TransformedPage(with_attachment_rows(batch, result.submissions, self.schema), result.withheld)
+
+
+def page_results(body: bytes) -> list[dict[str, Any]]:
+    """The submissions in a response body of `/api/v2/assets/{uid}/data/` (a page envelope or a bare list)."""
+    data = orjson.loads(body)
+    results = data.get("results") if isinstance(data, dict) else data
+    if not isinstance(results, list):
+        raise TransformError("a page body has no list of results")
+    return results
+
+
+# --- in a worker process (see pipelines/workers.py) ------------------------------------------------------
+
+_transform: PageTransform | None = None
+
+
+def init_worker(transform: PageTransform) -> None:
+    """Pool initializer: keep the form's transform for every page this process will get."""
+    global _transform
+    _transform = transform
+
+
+def transform_body(body: bytes) -> TransformedPage:
+    """Parse a page's response body and transform it (runs in a worker process set up by `init_worker`)."""
+    if _transform is None:
+        raise RuntimeError("init_worker was not called in this process")
+    return _transform(page_results(body))
