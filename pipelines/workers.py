@@ -23,7 +23,7 @@ from transforms.page import PageTransform, TransformedPage, init_worker, transfo
 #: With `sync.transform_workers` unset, a sync uses workers from this many submissions on (starting them
 #: costs about a second; in-process, 10 000 submissions take about 2 s of privacy and flattening).
 AUTO_MIN_SUBMISSIONS = 10_000
-#: ... and at most this many (each holds one page and its tables; the load is the other stage).
+#: ... one per core but one, and at most this many (each holds a couple of pages and their tables).
 AUTO_MAX_WORKERS = 4
 
 
@@ -42,7 +42,8 @@ def worker_count(setting: int | None, expected_submissions: int) -> int:
     cores = usable_cores()
     if cores < 2 or expected_submissions < AUTO_MIN_SUBMISSIONS:
         return 0
-    return min(cores, AUTO_MAX_WORKERS)
+    # one core stays with the sync itself: fetching, and DuckDB's load of the pages that came back
+    return min(cores - 1, AUTO_MAX_WORKERS)
 
 
 def transform_pages(
