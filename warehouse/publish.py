@@ -31,6 +31,7 @@ from typing import Any, Literal
 import duckdb
 
 from transforms.model import MAIN_TABLE
+from warehouse.db import apply_settings
 from warehouse.errors import WarehouseError
 from warehouse.sql import qualified, quote_ident, quote_literal
 
@@ -98,7 +99,7 @@ def publish(
         _snapshot(con_or_path, snap_path)
         snap = duckdb.connect(str(snap_path), read_only=True)
         try:
-            snap.execute("SET TimeZone = 'UTC'")
+            apply_settings(snap)  # a second DuckDB instance: the warehouse's memory limit must hold here too
             schemas = {
                 r[0]
                 for r in snap.execute(

@@ -52,6 +52,10 @@ def test_connect_creates_folder_schemas_and_ops_tables(tmp_path):
     assert OPS_TABLES <= tables
     assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0] is False
     assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "UTC"
+    # DuckDB's memory is capped (bench/README.md, Memory); a second connection to the file shares it
+    limits = "SELECT current_setting('memory_limit'), current_setting('checkpoint_threshold')"
+    assert con.execute(limits).fetchone() == ("256.0 MiB", "64.0 MiB")
+    assert con.cursor().execute(limits).fetchone() == ("256.0 MiB", "64.0 MiB")
     con.close()
     # reopening is idempotent and read-only works on an unlocked file
     connect(path).close()
