@@ -185,7 +185,8 @@ def flag_rows(
             if ids:
                 failed = ids_view(ids)
                 con.execute(
-                    f"UPDATE {table} SET {col} = ? WHERE _id IN (SELECT _id FROM {failed}) AND {scope}", [status]
+                    f"UPDATE {table} SET {col} = ? WHERE _id IN (SELECT _id FROM {failed}) AND {scope}",
+                    [status],
                 )
         rows = con.execute(f"SELECT {col}, count(*) FROM {table} WHERE {scope} GROUP BY 1").fetchall()
     finally:
