@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -113,7 +112,8 @@ def _gx() -> tuple[Any, Any, Any]:
             import great_expectations.expectations as gxe
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            # ephemeral: nothing is written; no Data Docs are built, so no temp folder with results either
+            # ephemeral: no results are stored and no Data Docs are built (GX still makes an empty temp folder
+            # for its docs site; nothing is written into it)
             ctx = gx.get_context(mode="ephemeral")
             ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
             _GX.update(gx=gx, gxe=gxe, ctx=ctx, n=0)
@@ -697,11 +697,3 @@ def failed_rows(
             if sid is not None:
                 out.append(FailedRow(suite.form, int(sid), spec.id, spec.column, who, spec.severity, row_key))
     return out
-
-
-def time_validation(df: pd.DataFrame, suite: SuiteSpec) -> float:
-    """Seconds to validate `df` (GX import excluded), for the benchmark."""
-    _gx()
-    t0 = time.perf_counter()
-    validate_frame(df, suite)
-    return time.perf_counter() - t0

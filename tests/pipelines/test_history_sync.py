@@ -160,7 +160,7 @@ def test_nothing_new_transfers_a_few_hundred_bytes(fresh_server: DemoKoboServer,
     assert (second.fetched, second.inserted, second.updated, second.deleted) == (0, 0, 0, 0)
     assert second.status == "success"
     sync = [e for e in server.requests if kind(e) != "asset"]
-    assert {kind(e) for e in sync} == {"count", "history", "keyset"}  # keyset: the empty page (and a probe)
+    assert {kind(e) for e in sync} == {"count", "history", "keyset"}  # keyset: the empty first and top pages
     assert [kind(e) for e in sync].count("history") == 1
     # three small answers, none growing with the number of submissions: the manifest of these 120 alone
     # would be > 120 x 140 B; the summary counts the same bytes as the server sent for the pages it read
