@@ -18,6 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import chain
 
 from connectors import SubmissionPage
+from transforms.gcpause import cyclic_gc_paused
 from transforms.page import PageTransform, TransformedPage, init_worker, transform_body
 
 #: With `sync.transform_workers` unset, a sync uses workers from this many submissions on (starting them
@@ -63,7 +64,12 @@ def transform_pages(
     n = worker_count(workers, first.count)
     if n == 0:
         for page in chain([first], stream):
-            yield page, transform(page.results) if page.size else None
+            if not page.size:
+                yield page, None
+                continue
+            with cyclic_gc_paused():  # parsing the rows allocates as much as transforming them
+                done = transform(page.results)
+            yield page, done
         return
     # spawn, not fork: the parent has fetch threads and DuckDB's threads, which fork does not copy safely
     context = multiprocessing.get_context("spawn")

@@ -12,6 +12,7 @@ from config.privacy import PrivacyPolicy
 from transforms.attachments import with_attachment_rows
 from transforms.errors import TransformError
 from transforms.flatten import to_tables
+from transforms.gcpause import cyclic_gc_paused
 from transforms.model import FlatBatch, FormSchema
 from transforms.privacy import WithheldQuestion, apply_policy
 
@@ -35,9 +36,11 @@ class PageTransform:
     key: bytes = field(repr=False)  # the pseudonymisation key: never in a repr, a log or a traceback
 
     def __call__(self, submissions: list[dict[str, Any]]) -> TransformedPage:
-        result = apply_policy(submissions, self.raw_schema, self.policy, self.key)
-        batch = to_tables(result.submissions, self.schema)
-        return TransformedPage(with_attachment_rows(batch, result.submissions, self.schema), result.withheld)
+        with cyclic_gc_paused():
+            result = apply_policy(submissions, self.raw_schema, self.policy, self.key)
+            batch = to_tables(result.submissions, self.schema)
+            batch = with_attachment_rows(batch, result.submissions, self.schema)
+        return TransformedPage(batch, result.withheld)
 
 
 def page_results(body: bytes) -> list[dict[str, Any]]:
@@ -64,4 +67,5 @@ def transform_body(body: bytes) -> TransformedPage:
     """Parse a page's response body and transform it (runs in a worker process set up by `init_worker`)."""
     if _transform is None:
         raise RuntimeError("init_worker was not called in this process")
-    return _transform(page_results(body))
+    with cyclic_gc_paused():
+        return _transform(page_results(body))

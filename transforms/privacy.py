@@ -11,20 +11,19 @@ from __future__ import annotations
 import base64
 import bisect
 import dataclasses
-import gc
 import hashlib
 import hmac
 import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from config.privacy import METADATA_DEFAULTS, PrivacyPolicy, QuestionRule
 from transforms.errors import PrivacyError
+from transforms.gcpause import cyclic_gc_paused
 from transforms.model import MAIN_TABLE, ColumnSpec, FormSchema, Question, TableSchema
 from transforms.pii import normalise, redact_text, risky_categories, tokens
 
@@ -650,20 +649,6 @@ def _compile_key(key: str, plan: PolicyPlan) -> Any:
     return lambda v, ctx: _call(repeat, v, ctx) if v and _is_repeat(v) else _call(fallback, v, ctx)
 
 
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    # the policy builds trees of new dicts and lists (no reference cycles: reference counting frees them),
-    # yet every allocation counts towards the cyclic collector, whose passes rescan the live heap: that was
-    # ≈ 40 % of the time. Paused for one page only, and only re-enabled if it was enabled before.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _level(obj: dict[str, Any], ctx: _Ctx) -> dict[str, Any]:
     shape = tuple(obj)
     steps = ctx.steps.get(shape)
@@ -701,7 +686,7 @@ def apply_policy(
     if plan is None:
         plan = policy_plan(schema, policy)
     ctx = _Ctx(policy, bytes(key), plan)
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         out = [_level(s, ctx) for s in submissions]
     names = sorted(k for k, w in ctx.unknown.items() if w.type != "system")
     if policy.strict and names:
