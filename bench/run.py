@@ -1,7 +1,7 @@
 """End-to-end benchmark of `kobo-etl sync` against the demo KoBo server, with the floor in the same run.
 
     .venv/bin/python bench/run.py --submissions 10000 [--latency-ms L] [--no-checks] [--concurrency K]
-                                  [--incremental] [--startup] [--json results.json]
+                                  [--incremental] [--startup] [--prerender] [--json results.json]
 
 The demo server runs in a separate process (its own GIL: generating pages must not slow the sync down),
 with N generated household submissions. The sync is the real `pipelines.run.run_sync` into a fresh data
@@ -62,6 +62,10 @@ def _server_main(conn: Any, households: int, seed: int) -> None:
         if cmd == "faults":
             srv.set_faults(**args)
             conn.send(None)
+        elif cmd == "prerender":  # encode every record once: pages are then joined bytes (seconds taken)
+            t0 = time.perf_counter()
+            srv.prerender()
+            conn.send(time.perf_counter() - t0)
         elif cmd == "mark":  # position in the request log
             conn.send(len(srv.requests))
         elif cmd == "since":  # (requests, bytes, first request time) since a mark
@@ -585,6 +589,9 @@ def versions() -> dict[str, str]:
 
 def print_report(res: dict[str, Any]) -> None:
     n = res["submissions"]
+    if res.get("prerender_s") is not None:
+        print(f"demo server prerendered: every record encoded once before timing "
+              f"({res['prerender_s']:.1f} s)")
     for f in res.get("fetch_only", []):
         print(f"fetch only (client, parsed pages), {n} submissions, latency {res['latency_ms']} ms, "
               f"concurrency {f['concurrency']}: {f['wall_s']:.2f} s, {f['rows'] / f['wall_s']:,.0f} rows/s, "
@@ -653,7 +660,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--also-no-checks", action="store_true", help="also run a second sync without checks")
     p.add_argument("--incremental", action="store_true", help="then: nothing new, 1%% edited")
     p.add_argument("--fetch-only", action="store_true",
-                   help="only time the client's page iterator, sequential and --concurrency (no sync/floor)")
+                   help="only time the client's page iterator, sequential and --concurrency (no sync/floor); "
+                        "the server is prerendered")
+    p.add_argument("--prerender", action="store_true",
+                   help="serve pages from records encoded once (DemoKoboServer.prerender), not generated per "
+                        "request: lowers the floor; off by default so rounds stay comparable")
     p.add_argument("--startup", action="store_true", help="also time `kobo-etl sync` start-up")
     p.add_argument("--keep", action="store_true", help="keep the data folder")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -672,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": args.concurrency,
         "transform_workers": args.transform_workers,
         "checks": not args.no_checks,
+        "prerender_s": None,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": versions(),
     }
@@ -680,6 +692,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.latency_ms:
             server.call("faults", {"latency_ms": args.latency_ms})
+        if args.fetch_only or args.prerender:
+            # the iterator alone must not wait for this server's Python generating rows (one GIL, unlike a
+            # KPI's worker processes reading stored JSON), so --fetch-only always prerenders
+            res["prerender_s"] = server.call("prerender")
         settings = prepare(server, work, args.concurrency, args.transform_workers)
         # import the pipeline before timing: start-up is measured separately (--startup)
         import pipelines.run  # noqa: F401

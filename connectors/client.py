@@ -512,8 +512,9 @@ class KoboClient:
         descending: bool = False,
     ) -> tuple[SubmissionPage | None, int]:
         """One keyset request: the submissions with `after` < `_id` <= `until` (None: unbounded), `limit`
-        at most, the lowest `_id`s or with `descending` the highest (`sort={"_id":-1}`; the page is turned
-        to ascending order and its body re-encoded to match).
+        at most, the lowest `_id`s or with `descending` the highest (`sort={"_id":-1}`; that page stays as
+        sent, highest first, until `_ascending` turns it round where it is yielded: parsing and
+        re-encoding it here would delay the concurrent iterator's first round).
 
         Returns:
             The page (None when nothing matched) and the page size the server really applied.
@@ -532,14 +533,9 @@ class KoboClient:
         data, raw = self._get_json(URLS["data"].format(uid=uid), params, form=uid, last_id=after,
                                    check=_page_check(after, limit, until, descending=descending),
                                    parse=_ids_only)
-        results, count = data["results"], data["count"]
         served_limit = _served_limit(data, limit)
-        if not results:
+        if not data["results"]:
             return None, served_limit
-        if descending:
-            rows = _rows_of(raw)
-            rows.reverse()
-            return _page_of(rows, count, nbytes=len(raw)), served_limit
         return _lazy_page(raw, data), served_limit
 
     def _iter_id_batches(
@@ -612,11 +608,13 @@ class KoboClient:
             if first.count <= first.size or top is None:
                 yield first
                 return
-            # the first page is full, so its length is the page size the server really applies
-            fill = _slice_fill([[r["_id"] for r in p.results] for p in (first, top)], first.size)
+            # the first page is full, so its length is the page size the server really applies; the
+            # `_id`s are read again with simdjson, as parsing the rows here would hold up every worker
+            top_ids = _page_ids(top)[::-1]
+            fill = _slice_fill([_page_ids(first), top_ids], first.size)
             # only the crawl holds the slices: a list kept here would keep every page until the end
-            crawl = _Crawl(_plan(first, top, fill, open_ended=until_id is None), fetch, window=2 * workers,
-                           fill=fill)
+            crawl = _Crawl(_plan(first, top, top_ids, fill, open_ended=until_id is None), fetch,
+                           window=2 * workers, fill=fill)
             for _ in range(workers):
                 pool.submit(crawl.work)
             left, last = first.count, after_id
@@ -649,6 +647,7 @@ class _Slice:
     page: SubmissionPage | None = None
     error: BaseException | None = None
     state: str = "todo"  # todo → fetching → done
+    descending: bool = False  # `page` is the top page as sent: `_ascending` turns it round when yielded
 
 
 class _Crawl:
@@ -725,7 +724,7 @@ class _Crawl:
             if head.error is not None:
                 raise head.error
             if head.page is not None:
-                yield head.page
+                yield _ascending(head.page, head.after) if head.descending else head.page
 
     def close(self) -> None:
         """Let the workers stop after their current request."""
@@ -734,20 +733,21 @@ class _Crawl:
             self._cond.notify_all()
 
 
-def _plan(first: SubmissionPage, top: SubmissionPage, fill: float, *, open_ended: bool) -> list[_Slice]:
+def _plan(
+    first: SubmissionPage, top: SubmissionPage, top_ids: list[int], fill: float, *, open_ended: bool
+) -> list[_Slice]:
     """The slices after the first page: the range up to the top page cut by `_cut`, the top page
-    (fetched, its rows above the first page only) and, when `open_ended`, what arrives meanwhile."""
+    (fetched highest first, `top_ids` ascending; its rows above the first page only) and, when
+    `open_ended`, what arrives meanwhile."""
     high = first.last_id
     assert high is not None  # a page with rows
-    bottom, top_id = int(top.results[0]["_id"]), int(top.results[-1]["_id"])
+    bottom, top_id = top_ids[0], top_ids[-1]
     slices: list[_Slice] = []
     if bottom - 1 > high:  # not all above the first page fitted in the top page
         between = first.count - first.size - top.size
         slices += _cut(high, bottom - 1, between, first.size * fill)
-    above = [row for row in top.results if row["_id"] > high]
-    if above:
-        ready = top if len(above) == top.size else _page_of(above, top.count, nbytes=top.nbytes)
-        slices.append(_Slice(high, top_id, page=ready, state="done"))
+    if top_id > high:
+        slices.append(_Slice(high, top_id, page=top, state="done", descending=True))
     if open_ended:
         slices.append(_Slice(top_id, None))
     return slices
@@ -783,6 +783,17 @@ def _page_of(results: list[dict], count: int, *, nbytes: int) -> SubmissionPage:
     """A page of rows in `_id` order whose body is re-encoded from them (workers and replays read `raw`)."""
     raw = orjson.dumps({"count": count, "next": None, "previous": None, "results": results})
     return SubmissionPage.of(results, count=count, last_id=int(results[-1]["_id"]), nbytes=nbytes, raw=raw)
+
+
+def _ascending(top: SubmissionPage, after: int) -> SubmissionPage:
+    """The top page (sent highest `_id` first) turned to ascending order, without its rows up to `after`."""
+    rows = [row for row in reversed(_rows_of(top.raw)) if row["_id"] > after]
+    return _page_of(rows, top.count, nbytes=top.nbytes)
+
+
+def _page_ids(page: SubmissionPage) -> list[int]:
+    """A page's `_id`s in the order of its body (checked integers: the page passed `_page_check`)."""
+    return [int(row["_id"]) for row in _ids_only(page.raw)["results"]]
 
 
 def _lazy_page(raw: bytes, data: dict) -> SubmissionPage:

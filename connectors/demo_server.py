@@ -196,6 +196,7 @@ class _Collection:
         self._deleted_set: set[int] = set()
         self._roots: dict[Any, list[int]] = {}  # base `meta/rootUuid` → `_id`s, built on first use
         self._rooted = 0  # base records indexed so far
+        self._encoded: list[bytes] = []  # base records as orjson bytes by index, once `prerender` ran
 
     # -- addressing
     def index_of(self, _id: int) -> int | None:
@@ -216,6 +217,17 @@ class _Collection:
         _id = self._id_at(i)
         rec = self.edited.get(_id)
         return rec if rec is not None else self._record_at(i)
+
+    def prerender(self) -> None:
+        """Encode every base record once, so plain range pages join bytes instead of generating rows."""
+        self._encoded = [orjson.dumps(self._record_at(i)) for i in range(self.size)]
+
+    def encoded(self, i: int) -> bytes:
+        """`record(i)` as orjson bytes: edits win over the cache; records appended later are encoded here."""
+        rec = self.edited.get(self._id_at(i))
+        if rec is None and i < len(self._encoded):
+            return self._encoded[i]
+        return orjson.dumps(rec if rec is not None else self._record_at(i))
 
     def alive_between(self, a: int, b: int) -> int:
         return (b - a) - (bisect_left(self.deleted_idx, b) - bisect_left(self.deleted_idx, a))
@@ -255,28 +267,42 @@ class _Collection:
         self, query: dict[str, Any], sort: list[tuple[str, int]], start: int, limit: int
     ) -> tuple[int, list[dict[str, Any]]]:
         """Return (count of matches, the page of records) like KPI's Mongo query."""
-        a, b, residual, id_set = self._plan(query)
-        desc = bool(sort) and sort[0][1] < 0
-        fast_sort = not sort or (sort[0][0] == "_id" or (sort[0][0] == "_submission_time" and self._time_at))
+        plan = self._plan(query)
+        page = self._range_page(plan, sort, start, limit)
+        if page is not None:
+            return page[0], [self.record(i) for i in page[1]]
+        a, b, residual, id_set = plan
         if id_set is not None:
             idxs = sorted(i for i in (self.index_of(x) for x in id_set) if i is not None and a <= i < b)
-            rows = [r for r in (self.record(i) for i in idxs) if _matches(r, residual)]
-            return self._sorted_page(rows, sort, start, limit)
-        if residual or not fast_sort:
-            rows = [
-                r
-                for i in range(a, b)
-                if i not in self._deleted_set
-                for r in (self.record(i),)
-                if _matches(r, residual)
-            ]
-            return self._sorted_page(rows, sort, start, limit)
+        else:  # a residual filter or a sort the index does not follow: match and sort every row
+            idxs = [i for i in range(a, b) if i not in self._deleted_set]
+        rows = [r for r in (self.record(i) for i in idxs) if _matches(r, residual)]
+        return self._sorted_page(rows, sort, start, limit)
+
+    def select_encoded(
+        self, query: dict[str, Any], sort: list[tuple[str, int]], start: int, limit: int
+    ) -> tuple[int, list[bytes]] | None:
+        """`select` with the records as orjson bytes, when the collection is prerendered and the query is
+        a plain range (else None: `select` serves it, generating the rows)."""
+        if not self._encoded:
+            return None
+        page = self._range_page(self._plan(query), sort, start, limit)
+        return None if page is None else (page[0], [self.encoded(i) for i in page[1]])
+
+    def _range_page(
+        self, plan: tuple[int, int, dict[str, Any], set[int] | None], sort: list[tuple[str, int]],
+        start: int, limit: int,
+    ) -> tuple[int, list[int]] | None:
+        """(count, the page's base indices) when the planned query is an index range and the sort follows
+        the index (`_id`, or `_submission_time` when it grows with it); None when rows must be matched."""
+        a, b, residual, id_set = plan
+        fast_sort = not sort or (sort[0][0] == "_id" or (sort[0][0] == "_submission_time" and self._time_at))
+        if id_set is not None or residual or not fast_sort:
+            return None
+        desc = bool(sort) and sort[0][1] < 0
         count = self.alive_between(a, b)
-        out: list[dict[str, Any]] = []
-        for q in range(start, min(start + limit, count)):
-            p = count - 1 - q if desc else q
-            out.append(self.record(self.nth_alive(a, p)))
-        return count, out
+        return count, [self.nth_alive(a, count - 1 - q if desc else q)
+                       for q in range(start, min(start + limit, count))]
 
     @staticmethod
     def _sorted_page(
@@ -984,6 +1010,19 @@ class DemoKoboServer:
         """Known quality problems of the household survey: problem -> `_id`s (see demo_data)."""
         return dd.quality_problems(self.households)
 
+    def prerender(self) -> None:
+        """Encode every submission of every collection once, after `start()`, so that full-record pages
+        are cached bytes joined, as a KPI serves stored JSON, not rows generated in this process (a
+        benchmark's concurrent requests would queue for its GIL). ≈ 2.25 KB per household submission, so
+        only on request. Edits and deletions still apply; `fields`, `$in` and other filters are served
+        as before."""
+        if self._httpd is None:
+            raise RuntimeError("prerender() needs a started server: the assets are built by start()")
+        with self._lock:
+            for asset in self._assets.values():
+                if asset.collection is not None:
+                    asset.collection.prerender()
+
     # -- request handling (called from handler threads)
     def _record(self, entry: RequestLogEntry) -> None:
         with self._lock:
@@ -1198,7 +1237,13 @@ class DemoKoboServer:
         coll = asset.collection
         assert coll is not None
         with self._lock:
-            count, rows = coll.select(mongo_query, sort, start, limit)
+            encoded = coll.select_encoded(mongo_query, sort, start, limit) if fields is None else None
+            if encoded is None:
+                count, rows = coll.select(mongo_query, sort, start, limit)
+        if encoded is not None:  # the same bytes orjson would write for the rows
+            count, parts = encoded
+            return self._envelope(path, query, count, start, limit,
+                                  orjson.Fragment(b"[" + b",".join(parts) + b"]"), "start")
         if fields is not None:
             rows = [_project(r, fields) for r in rows]
         return self._envelope(path, query, count, start, limit, rows, "start")
@@ -1222,7 +1267,7 @@ class DemoKoboServer:
         count: int,
         start: int,
         limit: int,
-        results: list[dict[str, Any]],
+        results: list[dict[str, Any]] | orjson.Fragment,
         offset_param: str,
     ) -> bytes:
         """DRF LimitOffsetPagination envelope; links keep every other parameter, sorted like DRF."""
