@@ -24,7 +24,7 @@ from pipelines.checks import LoadedIds, check_form, previous_checks_failed
 from pipelines.forms import fetch_versions
 from pipelines.workers import transform_pages
 from transforms import to_form_schema, to_label_tables, with_attachments_table
-from transforms.model import FormSchema
+from transforms.model import FlatBatch, FormSchema
 from transforms.page import PageTransform
 from transforms.privacy import apply_policy_to_schema, check_strict
 from warehouse import (
@@ -53,6 +53,9 @@ log = logging.getLogger("kobo_etl.sync")
 
 #: Ids re-fetched per `$in` request during the sweep.
 REFETCH_BATCH = 500
+#: Pages loaded with one INSERT per table: DuckDB's per-statement cost made one page at a time ≈ 2.5×
+#: slower to load (bench/README.md, fourth round); the pages of a load commit together.
+PAGES_PER_LOAD = 8
 #: Project-history actions that change the submissions (kobo-api.md 4.3); `view-data`, which every read of
 #: the data writes, and the project-level actions are left out by the query itself.
 HISTORY_ACTIONS = ("add-submission", "modify-submission", "delete-submission")
@@ -161,45 +164,67 @@ def load_pages(
     The ids loaded go to `loaded` (a DuckDB temp table: a Python list would grow with N).
     """
     withheld: set[str] = set(summary.withheld)
-    for page, done in transform_pages(pages, ctx.transform, ctx.config.sync.transform_workers):
-        summary.requests += 1
-        summary.bytes += page.nbytes
-        if done is None:
-            continue
-        if done.withheld:
-            upsert_pending_privacy(
+    group: list[tuple[SubmissionPage, FlatBatch]] = []  # transformed, not loaded yet
+
+    def load_group() -> None:
+        items = group[:]
+        group.clear()
+        ids = [i for _, batch in items for i in batch.submission_ids]
+        # an `_id` in two pages (never from keyset pages): page by page, so that the later one wins
+        runs = [items] if len(set(ids)) == len(ids) else [[item] for item in items]
+        for run in runs:
+            batch = FlatBatch.concat([b for _, b in run])
+            counts = upsert_batch(
                 con,
-                ctx.config.slug,
-                [{"xpath": w.xpath, "question_type": w.type, "reason": w.reason} for w in done.withheld],
+                ctx.schema,
+                batch,
+                run_id=summary.run_id,
+                watermark=run[-1][0].last_id if advance_watermark else None,
+                new_only=new_only,
             )
-            withheld.update(w.xpath for w in done.withheld)
-        batch = done.batch
-        # before the page is written: data that no longer matches the form stops this form's load
-        structure = check_batch_structure(batch, ctx.schema)
-        if structure.unknown_keys:
-            log.info(
-                "%s: %d answer key(s) no deployed version defines were not stored (%s)",
-                ctx.config.slug, len(structure.unknown_keys), ", ".join(sorted(structure.unknown_keys)[:5]),
-            )
-        counts = upsert_batch(
-            con,
-            ctx.schema,
-            batch,
-            run_id=summary.run_id,
-            watermark=page.last_id if advance_watermark else None,
-            new_only=new_only,
-        )
-        summary.fetched += page.size
-        summary.inserted += counts.inserted
-        summary.updated += counts.updated
-        summary.quarantined += len(batch.quarantine)
-        loaded.add(batch.submission_ids)
-        log.log(
-            logging.DEBUG if on_page else logging.INFO,
-            "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, page.size, page.last_id,
-        )
-        if on_page is not None:
-            on_page(page)
+            summary.inserted += counts.inserted
+            summary.updated += counts.updated
+            summary.quarantined += len(batch.quarantine)
+            loaded.add(batch.submission_ids)
+            for page, _ in run:
+                summary.fetched += page.size
+                log.log(
+                    logging.DEBUG if on_page else logging.INFO,
+                    "%s: loaded %d submissions (up to _id %s)", ctx.config.slug, page.size, page.last_id,
+                )
+                if on_page is not None:
+                    on_page(page)
+
+    first = True  # the first page loads alone: an early kill already leaves a resume point
+    try:
+        for page, done in transform_pages(pages, ctx.transform, ctx.config.sync.transform_workers):
+            summary.requests += 1
+            summary.bytes += page.nbytes
+            if done is None:
+                continue
+            if done.withheld:
+                upsert_pending_privacy(
+                    con,
+                    ctx.config.slug,
+                    [{"xpath": w.xpath, "question_type": w.type, "reason": w.reason} for w in done.withheld],
+                )
+                withheld.update(w.xpath for w in done.withheld)
+            # before the page is written: data that no longer matches the form stops this form's load
+            structure = check_batch_structure(done.batch, ctx.schema)
+            if structure.unknown_keys:
+                log.info(
+                    "%s: %d answer key(s) no deployed version defines were not stored (%s)",
+                    ctx.config.slug, len(structure.unknown_keys),
+                    ", ".join(sorted(structure.unknown_keys)[:5]),
+                )
+            group.append((page, done.batch))
+            if first or len(group) >= PAGES_PER_LOAD:
+                load_group()
+                first = False
+    finally:
+        # a failed fetch or a page that stopped the load: the whole pages before it are kept
+        if group:
+            load_group()
     summary.withheld = sorted(withheld)
 
 

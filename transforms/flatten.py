@@ -366,7 +366,7 @@ _SYSTEM_COLUMNS = (
 )
 
 
-def _fill_system(system_cols: list[list[Any]], row: int, sub: dict) -> None:
+def _fill_system(system_cols: list[dict[int, Any]], row: int, sub: dict) -> None:
     """The system columns of one submission's main row (`system_cols` in `_SYSTEM_COLUMNS` order)."""
     status = sub.get("_validation_status")
     status = status if isinstance(status, dict) else {}

@@ -6,6 +6,7 @@ expectations (which checks them). Keep them plain dataclasses: no behaviour that
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -121,3 +122,25 @@ class FlatBatch:
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     submission_ids: list[int] = field(default_factory=list)
     unknown_keys: dict[str, int] = field(default_factory=dict)  # data keys no deployed version knows -> count
+
+    @classmethod
+    def concat(cls, batches: Sequence[FlatBatch]) -> FlatBatch:
+        """One batch with the rows of `batches`, in their order (tables of the same name concatenated)."""
+        if len(batches) == 1:
+            return batches[0]
+        names = dict.fromkeys(name for b in batches for name in b.tables)
+        tables = {
+            name: pa.concat_tables([b.tables[name] for b in batches if name in b.tables],
+                                   promote_options="permissive")
+            for name in names
+        }
+        unknown: dict[str, int] = {}
+        for b in batches:
+            for key, n in b.unknown_keys.items():
+                unknown[key] = unknown.get(key, 0) + n
+        return cls(
+            tables,
+            [q for b in batches for q in b.quarantine],
+            [i for b in batches for i in b.submission_ids],
+            unknown,
+        )

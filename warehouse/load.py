@@ -161,13 +161,9 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.commit()
 
 
-#: Batches committed together inside a `load_session` (COMMIT was ≈ 40 % of the load time, one per page).
-PAGES_PER_COMMIT = 8
-
-
 @dataclass
 class _Session:
-    pages_per_commit: int
+    batches_per_commit: int
     open: bool = False
     pending: int = 0
     commits: int = 0
@@ -178,22 +174,22 @@ _sessions: dict[int, _Session] = {}  # id(connection) → its open load session
 
 
 @contextmanager
-def load_session(
-    con: duckdb.DuckDBPyConnection, *, pages_per_commit: int = PAGES_PER_COMMIT
-) -> Iterator[None]:
-    """Group the `upsert_batch` calls made inside the block into fewer transactions.
+def load_session(con: duckdb.DuckDBPyConnection, *, batches_per_commit: int = 1) -> Iterator[None]:
+    """Load the `upsert_batch` calls made inside the block as one session: the table/column listing is
+    read once, and `batches_per_commit` batches share a transaction (a sync makes each batch several pages
+    already, `pipelines.sync.PAGES_PER_LOAD`).
 
     The first batch commits at once (an early kill already keeps a resume point), then every
-    `pages_per_commit` batches, and the rest when the block ends, also when it ends with an error raised
+    `batches_per_commit` batches, and the rest when the block ends, also when it ends with an error raised
     between batches (a failed fetch): those batches are whole. A batch's watermark is in the same
     transaction as its rows, so a crash loses at most the uncommitted batches and the next sync fetches
-    them again. A failing `upsert_batch` rolls back everything since the last commit. The table/column
-    listing is read once per session. Only `upsert_batch` may write inside the block.
+    them again. A failing `upsert_batch` rolls back everything since the last commit. Only `upsert_batch`
+    may write inside the block.
     """
     if id(con) in _sessions:  # nested: the outer session commits
         yield
         return
-    session = _sessions[id(con)] = _Session(max(1, int(pages_per_commit)))
+    session = _sessions[id(con)] = _Session(max(1, int(batches_per_commit)))
     try:
         yield
     finally:
@@ -222,7 +218,7 @@ def _batch_transaction(con: duckdb.DuckDBPyConnection, session: _Session | None)
         session.columns.clear()  # a bridge table created in the rolled-back transaction is gone
         raise
     session.pending += 1
-    if session.commits == 0 or session.pending >= session.pages_per_commit:
+    if session.commits == 0 or session.pending >= session.batches_per_commit:
         con.commit()
         session.open, session.pending = False, 0
         session.commits += 1

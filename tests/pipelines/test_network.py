@@ -76,8 +76,10 @@ def test_server_down_mid_sync_fails_clearly_then_resumes(
     fresh_server: DemoKoboServer, tmp_path: Path, fault: str
 ) -> None:
     server = fresh_server
-    # one page at a time, so "the fault starts after page 2" is exact (concurrent fetching: test_crash.py)
-    settings = sync_settings(server, tmp_path / "wh", page_size=PAGE, concurrency=1)
+    # one page at a time, so the fault starts exactly after the load that brought page 2 (several pages
+    # load together: pipelines.sync.PAGES_PER_LOAD; concurrent fetching: test_crash.py)
+    page = 5  # 24 pages: more than the first load and one load of PAGES_PER_LOAD pages
+    settings = sync_settings(server, tmp_path / "wh", page_size=page, concurrency=1)
     (form,) = load_form_configs(settings.forms_dir, [SLUG])
     pages: list[int] = []
 
@@ -99,17 +101,19 @@ def test_server_down_mid_sync_fails_clearly_then_resumes(
         con.close()
         server.set_faults()
     exc = err.value
-    last_good = pages[1]
+    last_good = pages[-1]  # the last page loaded before the fault
+    assert 2 < len(pages) < 120 // page
     assert exc.form == server.household_uid and exc.last_id == last_good
     assert server.household_uid in str(exc) and f"last good _id={last_good}" in str(exc)
     runs = query(settings.warehouse_path, "SELECT status, error FROM ops.sync_runs WHERE form = ?", [SLUG])
     assert runs == [("failed", str(exc))]
     assert query(settings.warehouse_path, "SELECT last_id FROM ops.watermarks") == [(last_good,)]
-    assert query(settings.warehouse_path, f'SELECT count(*) FROM "{SLUG}".submissions') == [(2 * PAGE,)]
+    stored = query(settings.warehouse_path, f'SELECT count(*) FROM "{SLUG}".submissions')
+    assert stored == [(len(pages) * page,)]
 
     server.clear_requests()
     summary = sync_once(settings, client=fast_client(server))
-    assert summary.status == "success" and summary.inserted == 120 - 2 * PAGE
+    assert summary.status == "success" and summary.inserted == 120 - len(pages) * page
     first = next(e for e in data_requests(server) if _answers(e))
     assert first.query["query"] == f'{{"_id":{{"$gt":{last_good}}}}}', "the run restarted from zero"
     assert_same_form(dump_form(settings.warehouse_path), dump_form(_clean_sync(server, tmp_path / "clean")))

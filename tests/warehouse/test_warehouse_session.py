@@ -24,7 +24,7 @@ def rows(con) -> list[tuple]:
 def test_session_loads_the_same_rows_as_single_transactions(tmp_path, con):
     other = connect(tmp_path / "single.duckdb")
     ensure_tables(other, make_schema())
-    with load_session(con, pages_per_commit=3):
+    with load_session(con, batches_per_commit=3):
         for k in range(7):
             ids = [3 * k + 1, 3 * k + 2, 3 * k + 3]
             batch = make_batch(ids, members=2)
@@ -39,7 +39,7 @@ def test_session_loads_the_same_rows_as_single_transactions(tmp_path, con):
 
 
 def test_failed_batch_rolls_back_to_the_last_commit(con):
-    with pytest.raises(WarehouseError) as info, load_session(con, pages_per_commit=2):
+    with pytest.raises(WarehouseError) as info, load_session(con, batches_per_commit=2):
         upsert_batch(con, make_schema(), make_batch([1]), run_id="r", watermark=1)  # first: commits at once
         upsert_batch(con, make_schema(), make_batch([2]), run_id="r", watermark=2)
         bad = make_batch([3], members=1)
@@ -55,7 +55,7 @@ def test_failed_batch_rolls_back_to_the_last_commit(con):
 
 
 def test_whole_batches_are_kept_when_the_block_fails_between_batches(con):
-    with pytest.raises(RuntimeError), load_session(con, pages_per_commit=10):
+    with pytest.raises(RuntimeError), load_session(con, batches_per_commit=10):
         for sid in (1, 2, 3):
             upsert_batch(con, make_schema(), make_batch([sid]), run_id="r", watermark=sid)
         raise RuntimeError("the next page could not be fetched")
