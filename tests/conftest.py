@@ -1,7 +1,9 @@
-"""Shared fixtures: the project's own KoBo-compatible demo server on a loopback port."""
+"""Shared fixtures: the project's own KoBo-compatible demo server on a loopback port; the `kobo_etl`
+logger as each test found it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -24,3 +26,19 @@ def fresh_server() -> Iterator[DemoKoboServer]:
     """A small private demo server (120 households, no recorded fixtures) a test may mutate freely."""
     with DemoKoboServer(households=120, seed=11, token="fresh-token", include_fixtures=False) as srv:
         yield srv
+
+
+@pytest.fixture(autouse=True)
+def _kobo_etl_logger_restored() -> Iterator[None]:
+    """Undo what a test's `setup_logging` (the CLI, run in-process) did to the `kobo_etl` logger: it stops
+    propagation, so a later test's `caplog` would see none of our records, and its file handler would stay
+    open on that test's temporary folder."""
+    logger = logging.getLogger("kobo_etl")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    for handler in logger.handlers:
+        if handler not in handlers:
+            handler.close()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
