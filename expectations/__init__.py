@@ -8,7 +8,13 @@ from expectations.hfc import HfcReport, HfcResult, run_hfc
 from expectations.report import write_report
 from expectations.structure import BatchStructure, StructuralError, check_batch_structure
 from expectations.suites import ExpectationSpec, SuiteSpec, build_suite, load_overrides, parse_constraint
-from expectations.validate import CheckResult, FailedRow, failed_rows, validate_frame, validate_table
+from expectations.validate import (
+    FAILED_ROWS_SCHEMA,
+    CheckResult,
+    failed_rows,
+    validate_frame,
+    validate_table,
+)
 
 __all__ = [
     "HFC_DEFAULTS",
@@ -25,7 +31,7 @@ __all__ = [
     "load_overrides",
     "parse_constraint",
     "CheckResult",
-    "FailedRow",
+    "FAILED_ROWS_SCHEMA",
     "failed_rows",
     "validate_frame",
     "validate_table",

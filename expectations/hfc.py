@@ -9,13 +9,17 @@ Only ids, pseudonyms and counts leave this module, never an answer.
 from __future__ import annotations
 
 import math
+import uuid
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from expectations.suites import KOBO_METADATA
-from expectations.validate import CheckResult, FailedRow
+from expectations.validate import FAILED_ROWS_SCHEMA, CheckResult, query_arrow, to_failed_rows
 from transforms.model import MAIN_TABLE, FormSchema
 
 if TYPE_CHECKING:
@@ -80,30 +84,35 @@ _META_TYPES = KOBO_METADATA | {
 }
 
 
+#: The failing submissions of one check: `_id` and the enumerator's pseudonym, straight from DuckDB as Arrow
+#: columns (a check such as `outdated_version` can fail most of the rows of a big form).
+HFC_ROWS_SCHEMA = pa.schema([("_id", pa.int64()), ("enumerator", pa.string())])
+
+
 @dataclass(frozen=True)
 class HfcResult:
-    """One high-frequency check: how many submissions fail it and which (`rows` = (_id, enumerator))."""
+    """One high-frequency check: how many submissions fail it and which (`rows`, as `HFC_ROWS_SCHEMA`)."""
 
     check: str
     title: str
     severity: str
     column: str | None
     checked: int
-    rows: tuple[tuple[int, str | None], ...] = ()
+    rows: pa.Table = field(default_factory=HFC_ROWS_SCHEMA.empty_table)
     skipped: bool = False
     note: str = ""
 
     @property
     def count(self) -> int:
-        return len(self.rows)
+        return int(self.rows.num_rows)
 
     @property
     def ids(self) -> list[int]:
-        return [r[0] for r in self.rows]
+        return [int(i) for i in self.rows["_id"].to_pylist()]
 
     @property
     def success(self) -> bool:
-        return self.skipped or not self.rows
+        return self.skipped or self.count == 0
 
 
 @dataclass
@@ -116,7 +125,8 @@ class HfcReport:
     enumerators: list[dict[str, Any]] = field(default_factory=list)
     missingness: list[dict[str, Any]] = field(default_factory=list)
     versions: list[dict[str, Any]] = field(default_factory=list)
-    durations_minutes: list[float] = field(default_factory=list)
+    #: every interview's duration, sorted, for the report's histogram: packed doubles, one per submission
+    durations_minutes: Sequence[float] = field(default_factory=lambda: array("d"))
     per_day: list[tuple[date, int]] = field(default_factory=list)
 
     def check_results(self) -> list[CheckResult]:
@@ -140,12 +150,10 @@ class HfcReport:
             )
         return out
 
-    def failed_rows(self) -> list[FailedRow]:
-        return [
-            FailedRow(self.form, sid, r.check, r.column, who, r.severity)
-            for r in self.results
-            for sid, who in r.rows
-        ]
+    def failed_rows(self) -> pa.Table:
+        """Every failing submission of every check, as `expectations.validate.FAILED_ROWS_SCHEMA` rows."""
+        parts = [to_failed_rows(r.rows, r.check, r.column, r.severity) for r in self.results if r.count]
+        return pa.concat_tables([FAILED_ROWS_SCHEMA.empty_table(), *parts])
 
 
 def _q(name: str) -> str:
@@ -210,12 +218,15 @@ class _Ctx:
         column: str | None = None,
         note: str = "",
     ) -> HfcResult:
-        sql = f"SELECT _id, {self.enum_sql} FROM {self.table} WHERE {where} ORDER BY _id"
-        rows = tuple((int(i), e) for i, e in self.con.execute(sql, list(params)).fetchall() if i is not None)
+        sql = (
+            f"SELECT CAST(_id AS BIGINT) AS _id, {self.enum_sql} AS enumerator FROM {self.table} "
+            f"WHERE ({where}) AND _id IS NOT NULL ORDER BY _id"
+        )
+        rows = query_arrow(self.con, sql, params).cast(HFC_ROWS_SCHEMA)
         return HfcResult(check, title, self.severity(check), column, self.n, rows, note=note)
 
     def skip(self, check: str, title: str, note: str, column: str | None = None) -> HfcResult:
-        return HfcResult(check, title, self.severity(check), column, self.n, (), skipped=True, note=note)
+        return HfcResult(check, title, self.severity(check), column, self.n, skipped=True, note=note)
 
     def answer_columns(self) -> list[str]:
         """Answer columns in form order (no system, metadata, calculate or choice-flag columns)."""
@@ -286,10 +297,8 @@ def run_hfc(
     res.append(prod)
     dur = cx.duration()
     if dur is not None:
-        rep.durations_minutes = [
-            float(r[0])
-            for r in con.execute(f"SELECT {dur} AS d FROM {cx.table} WHERE {dur} >= 0 ORDER BY d").fetchall()
-        ]
+        sql = f"SELECT CAST({dur} AS DOUBLE) AS d FROM {cx.table} WHERE {dur} >= 0 ORDER BY d"
+        rep.durations_minutes = array("d", query_arrow(con, sql)["d"].to_numpy().tobytes())
     day = (
         cx.local_date("start")
         if cx.has("start")
@@ -603,16 +612,17 @@ def _enumerator_dashboard(cx: _Ctx, outliers: list[HfcResult]) -> tuple[list[dic
         )
 
     answered = " + ".join(f"CAST({_q(c)} IS NOT NULL AS INTEGER)" for c in cols) if cols else "0"
-    outlier_ids = sorted({i for r in outliers for i in r.ids})
+    # the ids with an unusual value go in as an Arrow table, not as a list parameter that grows with the form
+    outlier_ids = f"__kobo_etl_outliers_{uuid.uuid4().hex}"
     params: list[Any] = []
     if cx.has(ccol):
         params.append(str(cx.opts["consent_yes"]))
-    params += [dk] * (len(cols) if dk else 0) + [rf] * (len(cols) if rf else 0) + [outlier_ids]
+    params += [dk] * (len(cols) if dk else 0) + [rf] * (len(cols) if rf else 0)
     sql = f"""
         WITH base AS (
             SELECT {cx.enum_sql} AS enumerator, {day} AS day, {dur} AS duration, {consent} AS consent_yes,
                    coalesce({cells(dk)}, 0) AS dk, coalesce({cells(rf)}, 0) AS rf, ({answered}) AS answered,
-                   list_contains(?::BIGINT[], _id) AS outlier
+                   _id IN (SELECT _id FROM {outlier_ids}) AS outlier
             FROM {cx.table}),
         e AS (
             SELECT enumerator, count(*) AS submissions, count(DISTINCT day) AS days,
@@ -624,9 +634,15 @@ def _enumerator_dashboard(cx: _Ctx, outliers: list[HfcResult]) -> tuple[list[dic
             FROM base GROUP BY 1)
         SELECT *, (per_day - avg(per_day) OVER ()) / nullif(stddev_samp(per_day) OVER (), 0) AS productivity_z
         FROM e ORDER BY submissions DESC, enumerator"""
-    cur = cx.con.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    table = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    flagged = pa.concat_tables([HFC_ROWS_SCHEMA.empty_table(), *(r.rows for r in outliers)])
+    cx.con.complete()  # DuckDB 2 registers nothing while a `fetchone()` result is unread (`query_arrow`)
+    cx.con.register(outlier_ids, flagged)
+    try:
+        cur = cx.con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        table = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        cx.con.unregister(outlier_ids)
     z = float(cx.opts["productivity_z"])
     outliers_enum = [
         r["enumerator"]

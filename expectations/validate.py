@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from expectations.suites import ExpectationSpec, SuiteSpec, is_tokens_table, suite_for_columns
 from transforms.model import MAIN_TABLE
 
@@ -87,20 +89,47 @@ class CheckResult:
     missing_count: int | None = None
 
 
-@dataclass(frozen=True)
-class FailedRow:
-    """A submission that failed a check: ids and the enumerator's pseudonym, never the failing value.
+#: The rows that fail the checks, one per (row, check): ids and the enumerator's pseudonym, never the failing
+#: value; `row_key` is the repeat row's `_key` (e.g. `1042/members[2]`) for a check on a repeat table. Kept
+#: as Arrow columns from the DuckDB query to `ops.dq_failed_rows`: at 500 000 submissions the checks fail
+#: ≈ 400 000 rows, which as Python objects cost hundreds of MB (bench/README.md, memory).
+FAILED_ROWS_SCHEMA = pa.schema(
+    [
+        ("submission_id", pa.int64()),
+        ("rule", pa.string()),
+        ("column", pa.string()),
+        ("severity", pa.string()),
+        ("enumerator", pa.string()),
+        ("row_key", pa.string()),
+    ]
+)
 
-    `row_key` is the repeat row's `_key` (e.g. `1042/members[2]`) for a check on a repeat table, else None.
+
+def to_failed_rows(rows: pa.Table, rule: str, column: str | None, severity: str) -> pa.Table:
+    """One check's failing rows (`_id`, `enumerator` and, for a repeat, `row_key`) as `FAILED_ROWS_SCHEMA`."""
+    n = rows.num_rows
+
+    def text(name: str) -> Any:
+        return rows[name].cast(pa.string()) if name in rows.column_names else pa.nulls(n, pa.string())
+
+    def same(value: str | None) -> pa.Array:
+        return pa.nulls(n, pa.string()) if value is None else pa.repeat(pa.scalar(value, pa.string()), n)
+
+    return pa.Table.from_arrays(
+        [rows["_id"].cast(pa.int64()), same(rule), same(column), same(severity), text("enumerator"),
+         text("row_key")],
+        schema=FAILED_ROWS_SCHEMA,
+    )
+
+
+def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+    """`sql`'s rows as an Arrow table, without a Python object per row.
+
+    DuckDB 2 refuses `con.sql` while an earlier `execute()` result is unread (a `fetchone()` leaves one, here
+    or in the caller): that result is run to its end first.
     """
-
-    form: str
-    submission_id: int
-    rule: str
-    column: str | None
-    enumerator: str | None
-    severity: str = "error"
-    row_key: str | None = None
+    con.complete()
+    return con.sql(sql, params=list(params)).to_arrow_table()
 
 
 def _gx() -> tuple[Any, Any, Any]:
@@ -354,6 +383,9 @@ def validate_table(
     # tokens: a few short strings per answer (≈ 32 bytes a row for each select_multiple column)
     width = _row_bytes(row_specs, row_columns, types) + (32 * len(sm_columns) if token_specs else 0)
     size = chunk_rows or max(1, CHUNK_BYTES // width)
+    # as many chunks as needed, of even size: no last chunk of a few rows paying a whole GX run, and the
+    # largest chunk (GX's peak memory) as small as that number of chunks allows
+    size = -(-total // -(-total // size))
     parts: dict[str, list[CheckResult]] = {}
     if row_specs or token_specs:
         select = ", ".join(_q(c) for c in row_columns)
@@ -463,7 +495,6 @@ def _read_frame(
     check), every column keeps `.df()`'s dtype.
     """
     import pandas as pd
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     readers = _readers(specs)
@@ -487,8 +518,6 @@ def _read_frame(
 
 
 def _is_text(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
     return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
                 or pa.types.is_string_view(arrow_type))
 
@@ -649,7 +678,7 @@ def failed_rows(
     enumerator_column: str | None = "_submitted_by",
     repeat: str | None = None,
     submissions_table: str | None = None,
-) -> list[FailedRow]:
+) -> pa.Table:
     """The submissions that fail each failed check, computed in DuckDB (ids only, never values).
 
     Args:
@@ -663,6 +692,10 @@ def failed_rows(
         repeat: the repeat table's name when `table` is a repeat table: rows then carry its `_key`, and
             `ids`/`ids_table` select by `_submission_id`.
         submissions_table: for a repeat, the qualified, quoted main table the enumerator is read from.
+
+    Returns:
+        A `FAILED_ROWS_SCHEMA` table, by check and then by `_id` (and `_key`); rows with a NULL `_id` are left
+        out (no submission to follow up).
     """
     suite = suite.for_table(repeat or MAIN_TABLE)
     enum = "NULL"
@@ -679,7 +712,7 @@ def failed_rows(
     if ids is not None:  # a repeat's scope exposes `_submission_id` as `_id`
         scope += f" {'AND' if ids_table else 'WHERE'} list_contains(?::BIGINT[], _id)"
         params_scope = [list(ids)]
-    out: list[FailedRow] = []
+    out = [FAILED_ROWS_SCHEMA.empty_table()]
     for r in results:
         spec = by_id.get(r.expectation)
         if r.success or spec is None or r.kind != "gx":
@@ -690,10 +723,10 @@ def failed_rows(
         where, params = pred
         key = "_key" if repeat else "NULL"
         sql = (
-            f"WITH scope AS ({scope}) SELECT _id, CAST({enum} AS VARCHAR), CAST({key} AS VARCHAR) "
-            f"FROM scope WHERE {where} ORDER BY {'_id, _key' if repeat else '_id'}"
+            f"WITH scope AS ({scope}) SELECT _id, CAST({enum} AS VARCHAR) AS enumerator, "
+            f"CAST({key} AS VARCHAR) AS row_key FROM scope WHERE ({where}) AND _id IS NOT NULL "
+            f"ORDER BY {'_id, _key' if repeat else '_id'}"
         )
-        for sid, who, row_key in con.execute(sql, params_scope + params).fetchall():
-            if sid is not None:
-                out.append(FailedRow(suite.form, int(sid), spec.id, spec.column, who, spec.severity, row_key))
-    return out
+        rows = query_arrow(con, sql, params_scope + params)
+        out.append(to_failed_rows(rows, spec.id, spec.column, spec.severity))
+    return pa.concat_tables(out)

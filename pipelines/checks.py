@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from config import FormConfig, Settings
 from config.indicators import IndicatorSet, load_indicators
 from expectations import (
     CheckResult,
-    FailedRow,
     HfcReport,
     build_suite,
     failed_rows,
@@ -24,7 +24,7 @@ from expectations.validate import preload_gx
 from transforms.model import FormSchema
 from warehouse.indicators import compute_indicators
 from warehouse.publish import publish
-from warehouse.quality import ensure_quality_tables, failed_ids_by_severity, flag_rows, write_dq_run
+from warehouse.quality import ensure_quality_tables, flag_rows, write_dq_run
 from warehouse.risk import disclosure_risk, write_disclosure_risk
 from warehouse.sql import qualified, quote_ident
 
@@ -79,13 +79,13 @@ def check_form(
     hfc = run_hfc(con, slug, schema=schema, quality=form.quality)
     suite = build_suite(schema)
     results: list[CheckResult] = []
-    rows: list[FailedRow] = []
+    failed: list[pa.Table] = []  # Arrow from the queries to ops.dq_failed_rows: no Python object per row
     if len(loaded):
         expected = [c.name for c in schema.main.columns]
         results = validate_table(
             con, table, suite, ids_table=loaded.table, expected_columns=expected, chunk_rows=chunk_rows
         )
-        rows = failed_rows(con, table, suite, results, ids_table=loaded.table)
+        failed.append(failed_rows(con, table, suite, results, ids_table=loaded.table))
         for name in suite.tables()[1:]:
             if name not in schema.tables:
                 continue  # a check from the per-form YAML on a table the form does not have
@@ -95,15 +95,16 @@ def check_form(
                 expected_columns=[c.name for c in schema.tables[name].columns],
             )
             results += rep_results
-            rows += failed_rows(
+            failed.append(failed_rows(
                 con, rep_table, suite, rep_results, ids_table=loaded.table, repeat=name,
                 submissions_table=table,
-            )
-    all_rows = rows + hfc.failed_rows()
+            ))
+    failed.append(hfc.failed_rows())
     run = write_dq_run(
-        con, slug, results + hfc.check_results(), all_rows, rows_checked=loaded.count(), run_id=run_id
+        con, slug, results + hfc.check_results(), pa.concat_tables(failed), rows_checked=loaded.count(),
+        run_id=run_id,
     )
-    flag_rows(con, slug, failed_ids_by_severity(all_rows))
+    flag_rows(con, slug, run["run_id"])
     risk = disclosure_risk(con, slug, "submissions", form.privacy.quasi_identifiers, form.privacy)
     write_disclosure_risk(con, run_id, slug, risk)
     log.info(

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 
 import duckdb
+import pyarrow as pa
 import pytest
 from dq_fixtures import (
     ENUM_PROLIFIC,
@@ -21,8 +22,8 @@ from dq_fixtures import (
     make_schema,
 )
 
-from expectations import build_suite, failed_rows, run_hfc, validate_frame
-from warehouse.quality import failed_ids_by_severity, flag_rows, write_dq_run
+from expectations import FAILED_ROWS_SCHEMA, build_suite, failed_rows, run_hfc, validate_frame
+from warehouse.quality import flag_rows, write_dq_run
 
 TABLE = f'"{SLUG}"."submissions"'
 
@@ -52,20 +53,21 @@ def test_gx_finds_planted_problems_with_ids(gx_run):
     _, results, rows = gx_run
     failing = {r.expectation: r.unexpected_count for r in results if not r.success}
     assert failing == {k: len(v) for k, v in GX_PLANTED.items()}
+    assert rows.schema == FAILED_ROWS_SCHEMA
     got: dict[str, list[int]] = {}
-    for r in rows:
-        got.setdefault(r.rule, []).append(r.submission_id)
+    for r in rows.to_pylist():
+        got.setdefault(r["rule"], []).append(r["submission_id"])
     assert got == GX_PLANTED
-    by_rule = {r.rule: r for r in rows}
-    assert by_rule["between:resp_age"].enumerator == "enum_03"
-    assert all(r.severity == "error" for r in rows)
+    age = {r["rule"]: r for r in rows.to_pylist()}["between:resp_age"]
+    assert (age["enumerator"], age["column"], age["row_key"]) == ("enum_03", "resp_age", None)
+    assert set(rows["severity"].to_pylist()) == {"error"}
     ok = {r.expectation for r in results if r.success}
     assert {"unique:_id", "not_null:_id", "end_after_start", "in_set:consent", "between:hh_size"} <= ok
 
 
 def test_gx_results_hold_no_values(gx_run):
     _, results, rows = gx_run
-    text = json.dumps([asdict(r) for r in results] + [asdict(r) for r in rows], default=str)
+    text = json.dumps([asdict(r) for r in results] + rows.to_pylist(), default=str)
     for planted in (str(PLANTED_AGE), PLANTED_WATER, PLANTED_TOKEN, "tok-shared", "uuid-030"):
         assert planted not in text
 
@@ -91,7 +93,7 @@ def test_hfc_finds_each_planted_problem(hfc):
     assert by["duplicate:_id"].success and by["outlier:income"].success
     assert by["outlier:resp_age"].ids == [33]
     assert by["consent_no_with_answers"].ids == [38]  # 39 said no and has no answers: clean
-    assert by["enumerator_productivity"].rows[0][1] == ENUM_PROLIFIC
+    assert by["enumerator_productivity"].rows["enumerator"][0].as_py() == ENUM_PROLIFIC
     assert by["duplicate:_uuid"].severity == "error" and by["duplicate:phone"].severity == "warning"
 
 
@@ -147,7 +149,10 @@ def test_hfc_skips_checks_on_missing_columns(tmp_path):
 def test_results_land_in_warehouse_and_flag_rows(db, gx_run, hfc):
     suite, results, rows = gx_run
     all_results = results + hfc.check_results()
-    all_rows = rows + hfc.failed_rows()
+    hfc_rows = hfc.failed_rows()
+    assert hfc_rows.schema == FAILED_ROWS_SCHEMA
+    assert hfc_rows.num_rows == sum(r.count for r in hfc.results)
+    all_rows = pa.concat_tables([rows, hfc_rows])
     run = write_dq_run(db, SLUG, all_results, all_rows, rows_checked=55)
     assert run["success"] is False
     assert run["errors_failed"] == 4 + 7  # HFC: short, future, before fieldwork, dup _uuid, consent x2, gps
@@ -164,7 +169,7 @@ def test_results_land_in_warehouse_and_flag_rows(db, gx_run, hfc):
         "SELECT count(*) FROM ops.dq_results WHERE run_id = ?", [run["run_id"]]
     ).fetchone()[0]
     assert n_results == len(all_results)
-    counts = flag_rows(db, SLUG, failed_ids_by_severity(all_rows))
+    counts = flag_rows(db, SLUG, run["run_id"])
     status = dict(db.execute(f"SELECT _id, _dq_status FROM {TABLE}").fetchall())
     assert status[33] == "error" and status[27] == "warning" and status[22] == "ok"
     assert status[10] == "warning" and status[3] == "error"  # enum_08's rows; 3 is also too short

@@ -65,11 +65,11 @@ def test_chunked_equals_one_frame(
     ]
     # the planted problems are found with the same ids
     ids = {}
-    for row in failed_rows(db, TABLE, suite, chunked):
-        ids.setdefault(row.rule, []).append(row.submission_id)
+    for row in failed_rows(db, TABLE, suite, chunked).to_pylist():
+        ids.setdefault(row["rule"], []).append(row["submission_id"])
     for rule, planted in GX_PLANTED.items():
         assert ids[rule] == planted
-    assert {r.rule for r in failed_rows(db, TABLE, suite, whole)} == set(ids)
+    assert set(failed_rows(db, TABLE, suite, whole)["rule"].to_pylist()) == set(ids)
 
 
 def test_no_frame_stays_with_gx_after_a_table(db: duckdb.DuckDBPyConnection) -> None:
@@ -111,7 +111,7 @@ def test_ids_table_restricts_the_rows(db: duckdb.DuckDBPyConnection) -> None:
     chunked = validate_table(db, TABLE, suite, ids_table=ids, chunk_rows=2)
     assert _key(chunked) == _key(whole)
     failing = failed_rows(db, TABLE, suite, chunked, ids_table=ids)
-    assert {r.submission_id for r in failing} == {33, 44, 46}
+    assert set(failing["submission_id"].to_pylist()) == {33, 44, 46}
     db.execute("CREATE OR REPLACE TEMP TABLE no_ids (_id BIGINT)")
     assert validate_table(db, TABLE, suite, ids_table="temp.main.no_ids") == []
 
@@ -128,6 +128,6 @@ def test_duplicates_in_different_chunks_are_found(db: duckdb.DuckDBPyConnection)
     # 30 and 31 share a _uuid in the fixture already; 1, its copy and 50 are the planted ones
     assert chunked["unique:_uuid"].unexpected_count == whole["unique:_uuid"].unexpected_count == 5
     assert chunked["unique:_uuid"].element_count == whole["unique:_uuid"].element_count == 56
-    rows = failed_rows(db, table, suite, list(chunked.values()))
-    assert sorted(r.submission_id for r in rows if r.rule == "unique:_id") == [1, 1]
-    assert sorted(r.submission_id for r in rows if r.rule == "unique:_uuid") == [1, 1, 30, 31, 50]
+    rows = failed_rows(db, table, suite, list(chunked.values())).to_pylist()
+    assert sorted(r["submission_id"] for r in rows if r["rule"] == "unique:_id") == [1, 1]
+    assert sorted(r["submission_id"] for r in rows if r["rule"] == "unique:_uuid") == [1, 1, 30, 31, 50]

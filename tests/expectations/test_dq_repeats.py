@@ -126,7 +126,7 @@ def test_repeat_rows_of_loaded_submissions_are_checked(db, chunk_rows):
     assert by_id["between:members.member_age"].element_count == 5  # 5 rows of the 2 loaded submissions
 
     rows = failed_rows(db, MEM, suite, results, ids_table=IDS, repeat="members", submissions_table=SUB)
-    got = sorted((r.rule, r.submission_id, r.row_key, r.enumerator) for r in rows)
+    got = sorted((r["rule"], r["submission_id"], r["row_key"], r["enumerator"]) for r in rows.to_pylist())
     assert got == [
         ("between:members.member_age", 2, "2/members[2]", "enum_b"),
         ("in_set:members.member_sex", 2, "2/members[2]", "enum_b"),
@@ -156,7 +156,7 @@ def test_row_key_column_is_added_to_an_older_failed_rows_table(db):
         "enumerator VARCHAR)"
     )
     row = {"submission_id": 7, "rule": "not_null:_id", "column": "_id", "severity": "error"}
-    write_dq_run(db, "hh", [], [row], run_id="old")
+    write_dq_run(db, "hh", [], pa.Table.from_pylist([row]), run_id="old")
     assert db.execute("SELECT submission_id, row_key FROM ops.dq_failed_rows").fetchall() == [(7, None)]
 
 

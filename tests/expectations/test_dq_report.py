@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 
+import pyarrow as pa
 import pytest
 from dq_fixtures import NOW, PLANTED_AGE, PLANTED_WATER, QUALITY, SLUG, make_db, make_schema
 
@@ -31,10 +32,11 @@ def report_dir(tmp_path_factory):
     suite = build_suite(schema, overrides_dir=None)
     hfc = run_hfc(con, SLUG, schema=schema, quality=QUALITY, now=NOW)
     # a first run with only the HFCs, then the full run: the page says what changed
-    write_dq_run(con, SLUG, hfc.check_results()[:3], [], rows_checked=50)
+    write_dq_run(con, SLUG, hfc.check_results()[:3], rows_checked=50)
     results = validate_frame(con.execute(f"SELECT * FROM {TABLE}").df(), suite)
     rows = failed_rows(con, TABLE, suite, results)
-    write_dq_run(con, SLUG, results + hfc.check_results(), rows + hfc.failed_rows(), rows_checked=55)
+    all_rows = pa.concat_tables([rows, hfc.failed_rows()])
+    write_dq_run(con, SLUG, results + hfc.check_results(), all_rows, rows_checked=55)
     con.execute(
         "CREATE TABLE ops.disclosure_risk (form VARCHAR, computed_at TIMESTAMPTZ, k_min BIGINT, "
         "global_risk DOUBLE, smallest_class VARCHAR)"
