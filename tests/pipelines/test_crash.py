@@ -113,7 +113,8 @@ def change_server(server: DemoKoboServer) -> None:
     [
         ("first page", _answers, 1, False, True),
         # fetching runs ahead of loading by at most a window of 6 pages (3 workers) after the first two
-        # requests, so by the tenth request at least two pages were committed
+        # requests, so by the tenth request the loader has taken two more pages: the first one, which loads
+        # alone, is committed
         ("tenth page", _answers, 10, False, True),
         ("sweep manifest", _manifest, 6, True, False),
         ("re-fetch of edited ids", _refetch, 1, True, False),
