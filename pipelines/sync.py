@@ -339,7 +339,7 @@ def apply_history(
     # an added submission already stored is old news (the last run loaded it); one not stored is late
     late = {root for root in named["add-submission"] if root not in stored}
     refetch = (named["modify-submission"] | late) - deleted
-    # deletions first, so the poll time commits with the last re-fetched page. A root uuid can come back
+    # deletions first, so the poll time is recorded after every change it covers. A root uuid can come back
     # (submitted again, or a legacy duplicate): the ids the server still has are not deleted
     gone = sorted(root for root in deleted if root in stored)
     still_there = list(client.iter_submissions_by_root_uuid(uid, gone, until_id=until_id))

@@ -163,10 +163,6 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 @dataclass
 class _Session:
-    batches_per_commit: int
-    open: bool = False
-    pending: int = 0
-    commits: int = 0
     columns: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # slug → existing_columns
 
 
@@ -174,54 +170,33 @@ _sessions: dict[int, _Session] = {}  # id(connection) → its open load session
 
 
 @contextmanager
-def load_session(con: duckdb.DuckDBPyConnection, *, batches_per_commit: int = 1) -> Iterator[None]:
+def load_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Load the `upsert_batch` calls made inside the block as one session: the table/column listing is
-    read once, and `batches_per_commit` batches share a transaction (a sync makes each batch several pages
-    already, `pipelines.sync.PAGES_PER_LOAD`).
-
-    The first batch commits at once (an early kill already keeps a resume point), then every
-    `batches_per_commit` batches, and the rest when the block ends, also when it ends with an error raised
-    between batches (a failed fetch): those batches are whole. A batch's watermark is in the same
-    transaction as its rows, so a crash loses at most the uncommitted batches and the next sync fetches
-    them again. A failing `upsert_batch` rolls back everything since the last commit. Only `upsert_batch`
-    may write inside the block.
+    read once, not once per batch. Each batch still commits on its own, with its watermark (a sync makes
+    each batch several pages already, `pipelines.sync.PAGES_PER_LOAD`), so a crash loses at most the batch
+    being written and the next sync fetches it again.
     """
-    if id(con) in _sessions:  # nested: the outer session commits
+    if id(con) in _sessions:  # nested: the outer session keeps the listing
         yield
         return
-    session = _sessions[id(con)] = _Session(max(1, int(batches_per_commit)))
+    _sessions[id(con)] = _Session()
     try:
         yield
     finally:
-        # a failed batch has already rolled back and closed the transaction; what is still open holds
-        # only whole batches (e.g. the next page's fetch failed), which are kept like separate commits
         del _sessions[id(con)]
-        if session.open:
-            con.commit()
 
 
 @contextmanager
 def _batch_transaction(con: duckdb.DuckDBPyConnection, session: _Session | None) -> Iterator[None]:
-    """One transaction per batch, or the session's shared one (committed every few batches)."""
-    if session is None:
+    """One transaction per batch; a rollback also forgets the session's listing (a bridge table created in
+    the rolled-back transaction is gone)."""
+    try:
         with _transaction(con):
             yield
-        return
-    if not session.open:
-        con.begin()
-        session.open = True
-    try:
-        yield
     except BaseException:
-        con.rollback()
-        session.open, session.pending = False, 0
-        session.columns.clear()  # a bridge table created in the rolled-back transaction is gone
+        if session is not None:
+            session.columns.clear()
         raise
-    session.pending += 1
-    if session.commits == 0 or session.pending >= session.batches_per_commit:
-        con.commit()
-        session.open, session.pending = False, 0
-        session.commits += 1
 
 
 def _columns(
@@ -359,8 +334,7 @@ def upsert_batch(
 ) -> UpsertCounts:
     """Replace the batch's submissions (main, repeat and bridge rows), its quarantine rows and the watermark.
 
-    All in one transaction (inside a `load_session`: the session's shared one): on any error the
-    warehouse and the watermark are as before the call (the session: as at its last commit). Loading the
+    All in one transaction: on any error the warehouse and the watermark are as before the call. Loading the
     same batch twice leaves the same rows. Quarantine rows of the batch's submissions are replaced too, so
     `ops.quarantine` describes the values currently loaded.
 
@@ -408,10 +382,9 @@ def upsert_batch(
                 _set_watermark(con, slug, watermark)
     except duckdb.Error as exc:
         # DuckDB's message may quote the offending value, so only its class goes in ours
-        unchanged = "the warehouse is as at the last commit" if session else "the warehouse is unchanged"
         raise WarehouseError(
             f"loading {len(ids)} submissions into {slug}.{current} failed ({type(exc).__name__}); "
-            f"{unchanged}",
+            "the warehouse is unchanged",
             form=slug, field=current,
         ) from exc
     finally:
@@ -474,14 +447,10 @@ def set_sync_state(
 ) -> None:
     """Record that the form's changes up to `polled_at` are in the warehouse (`swept_at`: by a full check).
 
-    Inside a `load_session` this joins the session's open transaction, so it commits together with the
-    last pages it vouches for. The row is the watermark's: a form never loaded has none, and nothing is
-    recorded (its first load checks everything anyway).
+    Call it after the pages it vouches for are loaded: a crash in between only makes the next run poll
+    (and re-fetch) the same changes again. The row is the watermark's: a form never loaded has none, and
+    nothing is recorded (its first load checks everything anyway).
     """
-    session = _sessions.get(id(con))
-    if session is not None and not session.open:
-        con.begin()
-        session.open = True  # the session commits it when its block ends
     con.execute(
         "UPDATE ops.watermarks SET history_polled_at = ?, swept_at = coalesce(?, swept_at) WHERE form = ?",
         [polled_at, swept_at, slug],
