@@ -18,8 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import chain
 
 from connectors import SubmissionPage
-from transforms.gcpause import cyclic_gc_paused
-from transforms.page import PageTransform, TransformedPage, init_worker, transform_body
+from transforms.page import PageTransform, TransformedPage, cyclic_gc_paused, init_worker, transform_body
 
 #: With `sync.transform_workers` unset, a sync uses workers from this many submissions on (starting them
 #: costs about a second; in-process, 10 000 submissions take about 2 s of privacy and flattening).

@@ -3,6 +3,9 @@ process runs (pipelines/workers.py), and what a sync runs in-process for small f
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +15,6 @@ from config.privacy import PrivacyPolicy
 from transforms.attachments import with_attachment_rows
 from transforms.errors import TransformError
 from transforms.flatten import to_tables
-from transforms.gcpause import cyclic_gc_paused
 from transforms.model import FlatBatch, FormSchema
 from transforms.privacy import WithheldQuestion, apply_policy
 
@@ -36,11 +38,27 @@ class PageTransform:
     key: bytes = field(repr=False)  # the pseudonymisation key: never in a repr, a log or a traceback
 
     def __call__(self, submissions: list[dict[str, Any]]) -> TransformedPage:
-        with cyclic_gc_paused():
-            result = apply_policy(submissions, self.raw_schema, self.policy, self.key)
-            batch = to_tables(result.submissions, self.schema)
-            batch = with_attachment_rows(batch, result.submissions, self.schema)
-        return TransformedPage(batch, result.withheld)
+        # callers pause the cyclic GC around parsing and this (`cyclic_gc_paused`)
+        result = apply_policy(submissions, self.raw_schema, self.policy, self.key)
+        batch = to_tables(result.submissions, self.schema)
+        return TransformedPage(with_attachment_rows(batch, result.submissions, self.schema), result.withheld)
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector for one page of work; re-enable it only if it was enabled before.
+
+    Parsing, the privacy policy and flattening build trees of new dicts and lists without reference
+    cycles (reference counting frees them), yet every allocation counts towards the cyclic collector,
+    whose passes rescan the live heap: measured ≈ 40 % of the privacy step and ≈ 15 % of a sync.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def page_results(body: bytes) -> list[dict[str, Any]]:
@@ -67,5 +85,5 @@ def transform_body(body: bytes) -> TransformedPage:
     """Parse a page's response body and transform it (runs in a worker process set up by `init_worker`)."""
     if _transform is None:
         raise RuntimeError("init_worker was not called in this process")
-    with cyclic_gc_paused():
+    with cyclic_gc_paused():  # parsing the body allocates as much as transforming it
         return _transform(page_results(body))

@@ -23,7 +23,6 @@ from typing import Any
 
 from config.privacy import METADATA_DEFAULTS, PrivacyPolicy, QuestionRule
 from transforms.errors import PrivacyError
-from transforms.gcpause import cyclic_gc_paused
 from transforms.model import MAIN_TABLE, ColumnSpec, FormSchema, Question, TableSchema
 from transforms.pii import normalise, redact_text, risky_categories, tokens
 
@@ -686,8 +685,7 @@ def apply_policy(
     if plan is None:
         plan = policy_plan(schema, policy)
     ctx = _Ctx(policy, bytes(key), plan)
-    with cyclic_gc_paused():
-        out = [_level(s, ctx) for s in submissions]
+    out = [_level(s, ctx) for s in submissions]
     names = sorted(k for k, w in ctx.unknown.items() if w.type != "system")
     if policy.strict and names:
         raise _privacy_error(

@@ -9,6 +9,7 @@ import pytest
 from privacy_fixtures import KEY, household_questions, household_submission, make_schema, policy_dict, q
 
 from config.privacy import PrivacyPolicy, QuestionRule
+from transforms.page import cyclic_gc_paused
 from transforms.privacy import PrivacyError, apply_policy, policy_plan, pseudonymise_value, round_gps
 
 
@@ -99,10 +100,13 @@ def test_cyclic_gc_state_is_restored(enabled: bool) -> None:
     was = gc.isenabled()
     try:
         (gc.enable if enabled else gc.disable)()
-        apply_policy([household_submission()], schema, pol, KEY)
+        with cyclic_gc_paused():  # as a page's transform runs (transforms.page)
+            apply_policy([household_submission()], schema, pol, KEY)
+            assert not gc.isenabled()
         assert gc.isenabled() is enabled
         bad = PrivacyPolicy.model_validate(policy_dict() | {"metadata": {"_geolocation": "pseudonymise"}})
-        with pytest.raises(PrivacyError, match="_geolocation accepts keep, drop or round_gps"):
+        with pytest.raises(PrivacyError, match="_geolocation accepts keep, drop or round_gps"), \
+                cyclic_gc_paused():
             apply_policy([household_submission()], schema, bad, KEY)
         assert gc.isenabled() is enabled
     finally:
