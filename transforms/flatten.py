@@ -1,7 +1,10 @@
 """Flattens KoBo submissions (wire format) into typed Arrow tables, one per form level, as the schema says.
 
-Rows are collected as Python lists per table and cast column by column at the end, so a batch costs one
-`pa.table` per table. A value that cannot be cast becomes NULL plus a `QuarantineRecord`; nothing raises.
+Rows are collected per table and cast column by column at the end, so a batch costs one `pa.table` per
+table. Rows whose keys are all plain text answers of their table (nearly every row KoBo sends) are read with
+one `pa.array` per table and version; the others are walked answer by answer, and a page whose plain rows
+hold a value that is not text is walked as a whole, so both ways give the same result. A value that cannot
+be cast becomes NULL plus a `QuarantineRecord`; nothing raises.
 
 Keys in a submission that no deployed version knows are not stored; they are counted in
 `FlatBatch.unknown_keys` (KoBo's own bookkeeping keys such as `formhub/uuid`, `_attachments`, `_geolocation`,
@@ -107,6 +110,24 @@ class _Rows:
     parents: list[str | None] = field(default_factory=list)  # repeat tables: `_parent_key`
     positions: list[int] = field(default_factory=list)  # repeat tables: `_position`
     direct: dict[int, dict[str, int]] = field(default_factory=dict)  # id(version qmap) -> key -> column
+    #: (id(version qmap), key order) -> its repeat keys if the key order is plain, else None (`plain_repeats`)
+    shapes: dict[tuple[int, tuple[str, ...]], Any] = field(default_factory=dict)
+    plain: dict[int, _Plain] = field(default_factory=dict)  # id(version qmap) -> this table's plain rows
+    arrow: dict[int, pa.Array] = field(default_factory=dict)  # column index -> whole column, read in columns
+
+
+@dataclass
+class _Plain:
+    """Rows whose answers are all text answers of their table (as KoBo sends nearly every row): their values
+    are read with one `pa.array` per table and version instead of one Python step per answer."""
+
+    direct: dict[str, int]  # data key -> column index, for the version these rows were filled with
+    rows: list[int] = field(default_factory=list)
+    objs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _NotPlain(Exception):
+    """A plain row holds a value that is not text (a number, a list, a lone surrogate): walk the page."""
 
 
 def _plan(schema: FormSchema) -> tuple[dict[str, _Rows], dict[str, _Cell]]:
@@ -164,6 +185,15 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
     Returns:
         `FlatBatch` with every schema table (possibly empty), the quarantine and the submission ids.
     """
+    try:
+        return _to_tables(submissions, schema, columnar=True)
+    except _NotPlain:
+        # rare (a client sent a number or a list where text was expected): the answer-by-answer walk gives
+        # each such value its own quarantine record, in submission order
+        return _to_tables(submissions, schema, columnar=False)
+
+
+def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -> FlatBatch:
     tables, cells = _plan(schema)
     quarantine: list[QuarantineRecord] = []
     unknown: dict[str, int] = {}
@@ -188,8 +218,47 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
         }
         return found
 
+    def plain_repeats(
+        rows: _Rows, shape: tuple[str, ...], qmap: dict, rmap: dict, direct: dict[str, int]
+    ) -> tuple[tuple[str, str], ...] | None:
+        """The (key, repeat) pairs of a key order whose other keys are all answers of this table (one per
+        column) or KoBo keys not stored here; None when a key needs the walk in `fill` (unknown, outside
+        its repeat, not of this version)."""
+        repeats: list[tuple[str, str]] = []
+        columns: set[int] = set()
+        for key in shape:
+            index = direct.get(key)
+            if index is not None:
+                if index in columns:
+                    return None
+                columns.add(index)
+            elif rows is main and (key in _SYSTEM_KEYS or key.startswith("_version_")):
+                continue
+            elif qmap.get(key) is None and (rname := rmap.get(key) or repeat_union.get(key)) is not None:
+                if tables[rname].spec.parent != rows.spec.name:
+                    return None
+                repeats.append((key, rname))
+            else:
+                return None
+        return tuple(repeats)
+
     def fill(rows: _Rows, obj: dict, row: int, sub_id: int, row_key: str, qmap: dict, rmap: dict) -> None:
         direct = rows.direct.get(id(qmap)) or direct_map(rows, qmap)
+        if columnar:
+            shape = (id(qmap), tuple(obj))
+            if shape in rows.shapes:
+                repeats = rows.shapes[shape]
+            else:
+                repeats = rows.shapes[shape] = plain_repeats(rows, shape[1], qmap, rmap, direct)
+            if repeats is not None:
+                plain = rows.plain.get(id(qmap))
+                if plain is None:
+                    plain = rows.plain[id(qmap)] = _Plain(direct)
+                plain.rows.append(row)
+                plain.objs.append(obj)
+                for key, repeat in repeats:
+                    fill_repeat(tables[repeat], obj[key], rows, sub_id, row_key, qmap, rmap)
+                return
         cols = rows.cols
         for key, value in obj.items():
             # fast path, the same as the walk below for a plain text answer of this table
@@ -207,39 +276,7 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
                     if child.spec.parent != rows.spec.name:
                         unknown[key] = unknown.get(key, 0) + 1
                         continue
-                    instances = [value] if isinstance(value, dict) else value
-                    if not isinstance(instances, list):
-                        quarantine.append(
-                            QuarantineRecord(
-                                sub_id,
-                                rname,
-                                "_key",
-                                "repeat is not a list of instances",
-                                _scalar(value),
-                                row_key,
-                            )
-                        )
-                        continue
-                    for pos, inst in enumerate(instances, start=1):
-                        if not isinstance(inst, dict):
-                            quarantine.append(
-                                QuarantineRecord(
-                                    sub_id,
-                                    rname,
-                                    "_key",
-                                    "repeat instance is not an object",
-                                    _scalar(inst),
-                                    row_key,
-                                )
-                            )
-                            continue
-                        key_ = f"{row_key}/{rname}[{pos}]"
-                        crow = len(child.keys)
-                        child.sub_ids.append(sub_id)
-                        child.keys.append(key_)
-                        child.parents.append(None if rows is main else row_key)
-                        child.positions.append(pos)
-                        fill(child, inst, crow, sub_id, key_, qmap, rmap)
+                    fill_repeat(child, value, rows, sub_id, row_key, qmap, rmap)
                     continue
                 q = schema.questions.get(key)
                 if q is None:
@@ -274,6 +311,35 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
                 continue
             cols[cell.index][row] = _scalar(value)
 
+    def fill_repeat(
+        child: _Rows, value: Any, rows: _Rows, sub_id: int, row_key: str, qmap: dict, rmap: dict
+    ) -> None:
+        """The instances of one repeat of a row of `rows` become rows of `child`."""
+        rname = child.spec.name
+        instances = [value] if isinstance(value, dict) else value
+        if not isinstance(instances, list):
+            quarantine.append(
+                QuarantineRecord(
+                    sub_id, rname, "_key", "repeat is not a list of instances", _scalar(value), row_key
+                )
+            )
+            return
+        for pos, inst in enumerate(instances, start=1):
+            if not isinstance(inst, dict):
+                quarantine.append(
+                    QuarantineRecord(
+                        sub_id, rname, "_key", "repeat instance is not an object", _scalar(inst), row_key
+                    )
+                )
+                continue
+            key_ = f"{row_key}/{rname}[{pos}]"
+            crow = len(child.keys)
+            child.sub_ids.append(sub_id)
+            child.keys.append(key_)
+            child.parents.append(None if rows is main else row_key)
+            child.positions.append(pos)
+            fill(child, inst, crow, sub_id, key_, qmap, rmap)
+
     for sub in submissions:
         if not isinstance(sub, dict):
             quarantine.append(
@@ -302,6 +368,8 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
         fill(main, sub, row, sub_id, str(sub_id), qmap, rmap)
         ids.append(sub_id)
 
+    for rows in tables.values():
+        _read_plain(rows)
     out: dict[str, pa.Table] = {}
     bridges: dict[str, list[list[Any]]] = {
         n: [[], [], []] for n, t in schema.tables.items() if t.kind == "bridge"
@@ -320,6 +388,35 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
         )
     ordered = {name: out[name] for name in schema.tables}
     return FlatBatch(tables=ordered, quarantine=quarantine, submission_ids=ids, unknown_keys=unknown)
+
+
+_EMPTY_TEXT = pa.scalar(None, pa.string())
+
+
+def _read_plain(rows: _Rows) -> None:
+    """Read the answers of a table's plain rows, one `pa.array` per version: into `rows.arrow` when they are
+    all the table's rows, else into `rows.cols` beside the rows walked answer by answer.
+
+    Raises:
+        _NotPlain: a plain row holds a value that is not text.
+    """
+    whole = len(rows.plain) == 1 and all(len(p.rows) == len(rows.keys) for p in rows.plain.values())
+    for plain in rows.plain.values():
+        keys_of: dict[int, list[str]] = {}
+        for key, index in plain.direct.items():
+            keys_of.setdefault(index, []).append(key)
+        try:
+            read = pa.array(plain.objs, pa.struct([(key, pa.string()) for key in plain.direct]))
+        except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError) as exc:
+            raise _NotPlain from exc
+        for index, keys in keys_of.items():
+            # a plain row has at most one key per column (`plain_repeats`), so coalescing never picks
+            values = pc.coalesce(*(read.field(k) for k in keys)) if len(keys) > 1 else read.field(keys[0])
+            values = pc.if_else(pc.equal(values, ""), _EMPTY_TEXT, values)  # KoBo's "" = no answer
+            if whole:
+                rows.arrow[index] = values
+            else:
+                rows.cols[index].update(zip(plain.rows, values.to_pylist(), strict=True))
 
 
 def _json_text(value: Any) -> str:
@@ -360,8 +457,16 @@ def _row_version(sub: dict, schema: FormSchema, version_keys: dict[tuple, list[s
 
 #: The main table's system columns, in the order `_fill_system` gives their values.
 _SYSTEM_COLUMNS = (
-    "_id", "_uuid", "_root_uuid", "_submission_time", "__version__", "_validation_status_uid",
-    "_validation_status_label", "_validation_status_by", "_validation_status_time", "_submitted_by",
+    "_id",
+    "_uuid",
+    "_root_uuid",
+    "_submission_time",
+    "__version__",
+    "_validation_status_uid",
+    "_validation_status_label",
+    "_validation_status_by",
+    "_validation_status_time",
+    "_submitted_by",
     "_status",
 )
 
@@ -614,56 +719,64 @@ def _geo_numbers(raw: pa.Array) -> list[pa.Array]:
     return out
 
 
-def _cast_strings(values: list[Any], kind: str, on_bad: Callable[[int, _Bad], None]) -> pa.Array:
+def _cast_strings(
+    values: list[Any] | pa.Array, kind: str, on_bad: Callable[[int, str, _Bad], None]
+) -> pa.Array:
     """Cast a column of answer text (None = no answer) to `_TYPES[kind]`, as a whole.
 
     Arrow casts the plain spellings; the rest (non-null input the fast cast left null) goes through the
-    per-value caster, which gives the value or the reason for quarantine (`on_bad(row, bad)`, cell NULL).
+    per-value caster, which gives the value or the reason for quarantine (`on_bad(row, text, bad)`, cell
+    NULL).
     """
     type_ = _TYPES[kind]
     try:
-        raw = pa.array(values, pa.string())
+        raw = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
         cast = _fast_cast(raw, kind)
         todo = pc.and_(raw.is_valid(), cast.is_null())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeEncodeError):
         # an impossible calendar date ('2021-02-30') fails Arrow's whole cast; a lone surrogate fails
         # `pa.array`: then every value goes through the per-value caster
         cast = pa.nulls(len(values), type_)
-        todo = pa.array([v is not None for v in values], pa.bool_())
+        todo = (
+            values.is_valid()
+            if isinstance(values, pa.Array)
+            else pa.array([v is not None for v in values], pa.bool_())
+        )
     rows = pc.indices_nonzero(todo).to_pylist()
     if not rows:
         return cast
+    texts = values.take(rows).to_pylist() if isinstance(values, pa.Array) else [values[i] for i in rows]
     caster = _CASTERS[kind]
     fixed: list[Any] = []
-    for i in rows:
-        value = caster(values[i])
+    for i, text in zip(rows, texts, strict=True):
+        value = caster(text)
         if isinstance(value, _Bad):
-            on_bad(i, value)
+            on_bad(i, text, value)
             value = None
         fixed.append(value)
     return pc.replace_with_mask(cast, todo, pa.array(fixed, type_))
 
 
 def _cast_column(
-    values: list[Any],
+    values: list[Any] | pa.Array,
     kind: str,
     rows: _Rows,
     column: str,
     xlsform_type: str,
     quarantine: list[QuarantineRecord],
 ) -> list[Any] | pa.Array:
-    """Cast one answer column; a failure becomes NULL plus a quarantine record. Text kinds stay a list."""
+    """Cast one answer column; a failure becomes NULL plus a quarantine record. Text is returned as is."""
     if kind not in _CASTERS:
         return values
 
-    def bad(i: int, cast: _Bad) -> None:
+    def bad(i: int, text: str, cast: _Bad) -> None:
         quarantine.append(
             QuarantineRecord(
                 rows.sub_ids[i],
                 rows.spec.name,
                 column,
                 f"{cast.reason} (XLSForm type {xlsform_type})",
-                values[i],
+                text,
                 rows.keys[i],
             )
         )
@@ -696,7 +809,10 @@ def _to_arrow(
 ) -> pa.Table:
     spec = rows.spec
     numbers = range(len(rows.keys))
-    columns: list[Any] = [list(map(col.get, numbers)) if col else [None] * len(numbers) for col in rows.cols]
+    columns: list[Any] = [
+        rows.arrow[i] if i in rows.arrow else list(map(col.get, numbers)) if col else [None] * len(numbers)
+        for i, col in enumerate(rows.cols)
+    ]
     if spec.kind == "repeat":
         columns[:4] = [rows.keys, rows.sub_ids, rows.parents, rows.positions]
     if spec.kind == "main":
@@ -704,7 +820,8 @@ def _to_arrow(
     for cell in (c for c in cells.values() if c.table == spec.name):
         values = columns[cell.index]
         if cell.kind == "select_multiple":
-            _explode_select(values, cell, rows, columns, bridges)
+            texts = values.to_pylist() if isinstance(values, pa.Array) else values
+            _explode_select(texts, cell, rows, columns, bridges)
             continue
         cast = _cast_column(values, cell.kind, rows, cell.column, cell.xlsform_type, quarantine)
         columns[cell.index] = cast
@@ -713,11 +830,11 @@ def _to_arrow(
                 columns[idx] = part
     arrays = {}
     for i, col in enumerate(spec.columns):
-        data = columns[i]
+        data, type_ = columns[i], ARROW_TYPES[col.duckdb_type]
+        if isinstance(data, pa.Array) and data.type != type_:
+            data = data.to_pylist()  # text read in columns for a column of another type: as if read as a list
         arrays[col.name] = (
-            data
-            if isinstance(data, pa.Array)
-            else _safe_array(data, ARROW_TYPES[col.duckdb_type], rows, col.name, quarantine)
+            data if isinstance(data, pa.Array) else _safe_array(data, type_, rows, col.name, quarantine)
         )
     return pa.table(arrays)
 
@@ -784,7 +901,9 @@ def _cast_system(columns: list[Any], rows: _Rows, quarantine: list[QuarantineRec
     columns[idx["_submission_time"]] = _cast_strings(
         times,
         "submission_time",
-        lambda i, _: bad(i, "_submission_time", "not a KoBo submission time (YYYY-MM-DDTHH:MM:SS)", times[i]),
+        lambda i, text, _: bad(
+            i, "_submission_time", "not a KoBo submission time (YYYY-MM-DDTHH:MM:SS)", text
+        ),
     )
     stamps = columns[idx["_validation_status_time"]]
     out_stamps: list[Any] = []

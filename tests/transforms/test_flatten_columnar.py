@@ -64,7 +64,7 @@ SAMPLES = {
 
 def _columnar(values: list[str | None], kind: str) -> tuple[list, dict[int, str]]:
     bad: dict[int, str] = {}
-    out = _cast_strings(values, kind, lambda i, b: bad.__setitem__(i, b.reason))
+    out = _cast_strings(values, kind, lambda i, _text, b: bad.__setitem__(i, b.reason))
     return out.to_pylist(), bad
 
 
