@@ -206,6 +206,7 @@ def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -
     ids: list[int] = []
     version_keys: dict[tuple, list[str]] = {}
     system_cols = [main.cols[main.index[name]] for name in _SYSTEM_COLUMNS]
+    main_objs: list[dict] = []  # read in columns by `_read_system` after the walk
 
     def direct_map(rows: _Rows, qmap: dict) -> dict[str, int]:
         """Data key -> column index for the answers of this version that belong in this table."""
@@ -364,9 +365,16 @@ def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -
         row = len(main.keys)
         main.sub_ids.append(sub_id)
         main.keys.append(str(sub_id))
-        _fill_system(system_cols, row, sub)
+        if columnar:
+            main_objs.append(sub)
+        else:
+            _fill_system(system_cols, row, sub)
         fill(main, sub, row, sub_id, str(sub_id), qmap, rmap)
         ids.append(sub_id)
+
+    if columnar and not _read_system(main, main_objs):
+        for row, sub in enumerate(main_objs):
+            _fill_system(system_cols, row, sub)
 
     for rows in tables.values():
         _read_plain(rows)
@@ -469,6 +477,58 @@ _SYSTEM_COLUMNS = (
     "_submitted_by",
     "_status",
 )
+
+
+#: What `_read_system` reads of a submission; a value of another type makes it fall back to `_fill_system`.
+_SYSTEM_STRUCT = pa.struct(
+    [
+        ("_uuid", pa.string()),
+        ("meta/rootUuid", pa.string()),
+        ("_submission_time", pa.string()),
+        ("__version__", pa.string()),
+        (
+            "_validation_status",
+            pa.struct(
+                [
+                    ("uid", pa.string()),
+                    ("label", pa.string()),
+                    ("by_whom", pa.string()),
+                    ("timestamp", pa.int64()),
+                ]
+            ),
+        ),
+        ("_submitted_by", pa.string()),
+        ("_status", pa.string()),
+    ]
+)
+
+
+def _read_system(main: _Rows, subs: list[dict]) -> bool:
+    """The system columns of all main rows in columns, as `_fill_system` gives them row by row; False (and
+    nothing read) if a value is not of the usual type (a number as `_uuid`, a list as the status, ...)."""
+    try:
+        read = pa.array(subs, _SYSTEM_STRUCT)
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+        return False
+    uuid, root, when, version, status, by, state = read.flatten()
+    uid, label, by_whom, stamp = status.flatten()  # a status that is null gives nulls (`_fill_system`: {})
+    root = pc.if_else(pc.starts_with(root, "uuid:"), pc.utf8_slice_codeunits(root, 5), root)
+    texts = {
+        "_uuid": uuid,
+        "_root_uuid": root,
+        "_submission_time": when,
+        "__version__": version,
+        "_validation_status_uid": uid,
+        "_validation_status_label": label,
+        "_validation_status_by": by_whom,
+        "_submitted_by": by,
+        "_status": state,
+    }
+    for name, values in texts.items():
+        main.arrow[main.index[name]] = pc.if_else(pc.equal(values, ""), _EMPTY_TEXT, values)
+    main.arrow[main.index["_id"]] = pa.array(main.sub_ids, pa.int64())
+    main.arrow[main.index["_validation_status_time"]] = stamp
+    return True
 
 
 def _fill_system(system_cols: list[dict[int, Any]], row: int, sub: dict) -> None:
@@ -897,7 +957,9 @@ def _cast_system(columns: list[Any], rows: _Rows, quarantine: list[QuarantineRec
             QuarantineRecord(rows.sub_ids[i], MAIN_TABLE, column, reason, _scalar(raw), rows.keys[i])
         )
 
-    times = [None if v is None else str(v) for v in columns[idx["_submission_time"]]]
+    times = columns[idx["_submission_time"]]
+    if not isinstance(times, pa.Array):
+        times = [None if v is None else str(v) for v in times]
     columns[idx["_submission_time"]] = _cast_strings(
         times,
         "submission_time",
@@ -906,17 +968,25 @@ def _cast_system(columns: list[Any], rows: _Rows, quarantine: list[QuarantineRec
         ),
     )
     stamps = columns[idx["_validation_status_time"]]
-    out_stamps: list[Any] = []
-    for i, v in enumerate(stamps):
-        if v is None:
-            out_stamps.append(None)
-            continue
-        try:
-            out_stamps.append(datetime.fromtimestamp(float(v), tz=UTC))
-        except (TypeError, ValueError, OverflowError, OSError, UnicodeEncodeError):
-            bad(i, "_validation_status_time", "not an epoch timestamp in seconds", v)
-            out_stamps.append(None)
-    columns[idx["_validation_status_time"]] = out_stamps
+    if isinstance(stamps, pa.Array):  # whole seconds, from `_read_system`
+        low, high = (s.as_py() for s in pc.min_max(stamps).values())
+        if low is None or (0 <= low and high <= _MAX_US // 10**6):
+            columns[idx["_validation_status_time"]] = pc.multiply(stamps, 10**6).cast(_TYPES["datetime"])
+            stamps = None
+        else:
+            stamps = stamps.to_pylist()  # before 1970 or after 9999: Python says which it can represent
+    if stamps is not None:
+        out_stamps: list[Any] = []
+        for i, v in enumerate(stamps):
+            if v is None:
+                out_stamps.append(None)
+                continue
+            try:
+                out_stamps.append(datetime.fromtimestamp(float(v), tz=UTC))
+            except (TypeError, ValueError, OverflowError, OSError, UnicodeEncodeError):
+                bad(i, "_validation_status_time", "not an epoch timestamp in seconds", v)
+                out_stamps.append(None)
+        columns[idx["_validation_status_time"]] = out_stamps
     for name in (
         "_uuid",
         "_root_uuid",
@@ -928,4 +998,5 @@ def _cast_system(columns: list[Any], rows: _Rows, quarantine: list[QuarantineRec
         "_status",
     ):
         col = columns[idx[name]]
-        columns[idx[name]] = [None if v is None else str(v) for v in col]
+        if not isinstance(col, pa.Array):  # read in columns, it is text already
+            columns[idx[name]] = [None if v is None else str(v) for v in col]

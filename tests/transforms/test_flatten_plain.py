@@ -101,3 +101,32 @@ def test_random_forms_and_answers_flatten_the_same_in_columns(
 ) -> None:
     asset, versions, subs = case
     _same(subs, to_form_schema(asset, versions, "hyp"))
+
+
+ODD_SYSTEM_VALUES = [
+    {},  # as served: read in columns
+    {"meta/rootUuid": "uuid:"},
+    {"meta/rootUuid": ""},
+    {"_submitted_by": None, "_status": ""},
+    {"_validation_status": None},
+    {"_validation_status": {"uid": "validation_status_approved", "timestamp": -5}},
+    {"_validation_status": {"timestamp": 10**15}},
+    {"_validation_status": {"timestamp": "1700000000"}},  # text: the row-by-row reading
+    {"_validation_status": ["approved"]},
+    {"_uuid": 12345},
+    {"__version__": 3},
+    {"_submission_time": "not a time"},
+]
+
+
+@pytest.mark.parametrize("odd", ODD_SYSTEM_VALUES, ids=repr)
+def test_system_columns_read_in_columns_are_those_read_row_by_row(household, odd: dict[str, Any]) -> None:
+    schema, raw = household
+    subs = copy.deepcopy(raw[:20])
+    subs[2].update(odd)
+    batch = _same(subs, schema)
+    row = batch.tables["submissions"].to_pylist()[2]
+    if "meta/rootUuid" in odd:
+        assert row["_root_uuid"] is None
+    if odd.get("_validation_status") is None and "_validation_status" in odd:
+        assert row["_validation_status_uid"] is None and row["_validation_status_time"] is None
