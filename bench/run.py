@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,15 @@ class ServerProcess:
 
 
 # ------------------------------------------------------------------------------------ memory
+
+
+def cpu_s(pid: int | None = None) -> float:
+    """User + system CPU seconds of this process (all its threads) or of process `pid`, so far."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb() -> tuple[float, float]:
@@ -402,6 +412,7 @@ def run_one_sync(settings: Any, server: ServerProcess, *, checks: bool, concurre
     reset_peak()
     workers_rss = WorkerRss(server.pid)
     workers_rss.start()
+    cpu0, server_cpu0 = cpu_s(), cpu_s(server.pid)
     t0 = time.perf_counter()
     try:
         result = run.run_sync(settings, client=client, **kwargs)
@@ -409,6 +420,7 @@ def run_one_sync(settings: Any, server: ServerProcess, *, checks: bool, concurre
         stages.restore()
         workers_rss.stop()
     wall = time.perf_counter() - t0
+    cpu = {"sync process": cpu_s() - cpu0, "demo server": cpu_s(server.pid) - server_cpu0}
     stages.peaks["sync (whole)"] = max([rss_mb()[1], *stages.peaks.values()])
     # transform workers are processes of their own: their memory counts too (sampled, so a lower bound)
     stages.peaks["transform workers (sum)"] = workers_rss.peak_mb
@@ -419,6 +431,7 @@ def run_one_sync(settings: Any, server: ServerProcess, *, checks: bool, concurre
         raise SystemExit(f"the sync failed: {result.errors or s.error}")
     return {
         "wall_s": wall,
+        "cpu_s": cpu,  # both share the 2 cores: CPU-bound when their sum nears 2 × wall
         "stages": dict(stages.seconds),
         "peaks_mb": dict(stages.peaks),
         "requests": requests_n,
@@ -609,6 +622,8 @@ def print_report(res: dict[str, Any]) -> None:
     print(f"  {'sync wall time':36} {full['wall_s']:8.2f}   ({n / full['wall_s']:,.0f} submissions/s)")
     print(f"  requests {full['requests']}, bytes {full['bytes'] / 1e6:,.1f} MB, rows {res.get('rows')}")
     print(f"  load average (1 min) before/after: {full['loadavg_1m'][0]:.2f} / {full['loadavg_1m'][1]:.2f}")
+    if "cpu_s" in full:
+        print("  CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in full["cpu_s"].items()))
     print("  peak RSS (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in full["peaks_mb"].items()))
     print(f"floor: {floor['wall_s']:.2f} s (fetch {floor['fetch_s']:.2f} s + DuckDB read_json "
           f"{floor['read_s']:.2f} s), "
