@@ -425,6 +425,9 @@ def _read_plain(rows: _Rows) -> None:
                 rows.arrow[index] = values
             else:
                 rows.cols[index].update(zip(plain.rows, values.to_pylist(), strict=True))
+    # `fill` and `fill_repeat` call each other, a reference cycle that holds the tables: without this the
+    # page's rows would live on until a pass of the cyclic collector, which would then scan them all
+    rows.plain.clear()
 
 
 def _json_text(value: Any) -> str:

@@ -7,6 +7,8 @@ quarantine (in order), submission ids and unknown keys.
 from __future__ import annotations
 
 import copy
+import gc
+import sys
 from typing import Any
 
 import pytest
@@ -130,3 +132,18 @@ def test_system_columns_read_in_columns_are_those_read_row_by_row(household, odd
         assert row["_root_uuid"] is None
     if odd.get("_validation_status") is None and "_validation_status" in odd:
         assert row["_validation_status_uid"] is None and row["_validation_status_time"] is None
+
+
+def test_flattening_keeps_no_reference_to_the_rows(household) -> None:
+    """The walk's functions form a reference cycle; rows kept on it would wait for the cyclic collector,
+    which then scans every one of them (≈ 4 ms per 1 000-row page)."""
+    schema, raw = household
+    subs = copy.deepcopy(raw[:30])
+    held = [sys.getrefcount(s) for s in subs]
+    gc.disable()  # a cycle holding the rows would otherwise be freed before we look
+    try:
+        batch = to_tables(subs, schema)
+        assert [sys.getrefcount(s) for s in subs] == held
+    finally:
+        gc.enable()
+    assert batch.tables["submissions"].num_rows == 30
