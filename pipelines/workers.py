@@ -67,7 +67,7 @@ def transform_pages(
                 yield page, None
                 continue
             with cyclic_gc_paused():  # parsing the rows allocates as much as transforming them
-                done = transform(page.results)
+                done = transform(page.parse_results())
             yield page, done
         return
     # spawn, not fork: the parent has fetch threads and DuckDB's threads, which fork does not copy safely

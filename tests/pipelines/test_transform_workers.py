@@ -37,6 +37,8 @@ def test_workers_give_the_same_tables_and_quarantine_as_in_process(fresh_server:
     pages = list(client.iter_submission_pages(fresh_server.household_uid, page_size=25))
     assert len(pages) == 5 and all(p.raw for p in pages)
     here = list(transform_pages(pages, ctx.transform, workers=0))
+    # a page waiting in a load group keeps its bytes, not its rows as Python objects
+    assert all(p.rows is None for p in pages)
     seen_children: list[int] = []
     there = []
     for item in transform_pages(pages, ctx.transform, workers=2):
