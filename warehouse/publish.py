@@ -22,7 +22,8 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,6 @@ from typing import Any, Literal
 import duckdb
 
 from transforms.model import MAIN_TABLE
-from warehouse.db import apply_settings
 from warehouse.errors import WarehouseError
 from warehouse.sql import qualified, quote_ident, quote_literal
 
@@ -62,7 +62,7 @@ class PublishResult:
 
 
 def publish(
-    con_or_path: duckdb.DuckDBPyConnection | Path | str,
+    con: duckdb.DuckDBPyConnection,
     out_dir: Path,
     forms: Sequence[str],
     *,
@@ -74,7 +74,7 @@ def publish(
     """Export the forms' tables, labels and indicators for Power BI, and a read-only warehouse copy.
 
     Args:
-        con_or_path: an open warehouse connection, or the warehouse file (opened read-only).
+        con: an open warehouse connection; the snapshot is attached to it and detached again.
         out_dir: the exports folder, normally `data/exports`.
         forms: form slugs to publish; each becomes `out_dir/<slug>/`, replaced atomically.
         fmt: "parquet" (default) or "csv" (UTF-8, comma, header, ISO dates, times in UTC).
@@ -96,24 +96,21 @@ def publish(
     result = PublishResult(out_dir=out_dir, publish_id=publish_id, published_at=published_at, run_id=run_id)
     tmp_dirs: list[Path] = []
     try:
-        _snapshot(con_or_path, snap_path)
-        snap = duckdb.connect(str(snap_path), read_only=True)
-        try:
-            apply_settings(snap)  # a second DuckDB instance: the warehouse's memory limit must hold here too
+        staged: list[tuple[str, Path]] = []
+        with _snapshot(con, snap_path):
             schemas = {
                 r[0]
-                for r in snap.execute(
+                for r in con.execute(
                     "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()"
                 ).fetchall()
             }
             missing = [f for f in forms if f not in schemas]
             if missing:
                 raise PublishError(f"form(s) {', '.join(missing)} not in the warehouse: sync them first")
-            staged: list[tuple[str, Path]] = []
             for slug in forms:
                 tmp = out_dir / f".{slug}.{publish_id}.tmp"
                 tmp_dirs.append(tmp)
-                form_run = run_id or _last_run_id(snap, slug)
+                form_run = run_id or _last_run_id(con, slug)
                 meta = {
                     "form": slug,
                     "publish_id": publish_id,
@@ -122,10 +119,8 @@ def publish(
                     "format": fmt,
                     "time_zone": "UTC",
                 }
-                result.manifests[slug] = _export_form(snap, slug, tmp, fmt, meta)
+                result.manifests[slug] = _export_form(con, slug, tmp, fmt, meta)
                 staged.append((slug, tmp))
-        finally:
-            snap.close()
         # every form folder is complete before the first one is swapped in
         for slug, tmp in staged:
             result.forms[slug] = _swap_in(tmp, out_dir / slug, publish_id)
@@ -157,29 +152,29 @@ def publish(
     return result
 
 
-def _snapshot(con_or_path: duckdb.DuckDBPyConnection | Path | str, snap_path: Path) -> None:
-    """Copy the whole warehouse to `snap_path` in one statement, i.e. one transaction: a consistent
-    snapshot."""
-    own = not isinstance(con_or_path, duckdb.DuckDBPyConnection)
-    con = (
-        con_or_path
-        if isinstance(con_or_path, duckdb.DuckDBPyConnection)
-        else duckdb.connect(str(con_or_path), read_only=True)
-    )
+@contextmanager
+def _snapshot(con: duckdb.DuckDBPyConnection, snap_path: Path) -> Iterator[None]:
+    """Copy the whole warehouse to `snap_path` in one statement (one transaction: a consistent snapshot)
+    and make it the connection's default database while the block runs.
+
+    The snapshot is attached to the warehouse's own DuckDB instance, not opened as a second one: one buffer
+    pool under one memory limit (a second instance doubled what DuckDB may hold while exporting).
+    """
+    row = con.execute("SELECT current_database(), current_schema()").fetchone()
+    if row is None:  # a SELECT without FROM always returns one row; this only narrows the type
+        raise PublishError("the warehouse did not report its database name")
+    source, schema = row
     alias = f"publish_{snap_path.name.split('.')[1][:12]}"
+    con.execute(f"ATTACH {quote_literal(str(snap_path))} AS {quote_ident(alias)}")
     try:
-        row = con.execute("SELECT current_database()").fetchone()
-        if row is None:  # a SELECT without FROM always returns one row; this only narrows the type
-            raise PublishError("the warehouse did not report its database name")
-        source = row[0]
-        con.execute(f"ATTACH {quote_literal(str(snap_path))} AS {quote_ident(alias)}")
+        con.execute(f"COPY FROM DATABASE {quote_ident(source)} TO {quote_ident(alias)}")
+        con.execute(f"USE {quote_ident(alias)}")
         try:
-            con.execute(f"COPY FROM DATABASE {quote_ident(source)} TO {quote_ident(alias)}")
+            yield
         finally:
-            con.execute(f"DETACH {quote_ident(alias)}")
+            con.execute(f"USE {quote_ident(source)}.{quote_ident(schema)}")
     finally:
-        if own:
-            con.close()
+        con.execute(f"DETACH {quote_ident(alias)}")
 
 
 def _last_run_id(con: duckdb.DuckDBPyConnection, slug: str) -> str | None:
@@ -262,8 +257,13 @@ def _file_entry(
         "rows": rows,
         "columns": [{"name": r[0], "type": r[1]} for r in described],
         "bytes": path.stat().st_size,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": _sha256(path),
     }
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:  # in chunks: a form's largest file may be hundreds of MB
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _export_form(

@@ -20,7 +20,7 @@ from household_data import FORM, build_household_warehouse  # noqa: E402
 
 from config.indicators import load_indicators  # noqa: E402
 from warehouse.indicators import compute_indicators  # noqa: E402
-from warehouse.publish import publish  # noqa: E402
+from warehouse.publish import PublishError, publish  # noqa: E402
 
 
 @pytest.fixture()
@@ -219,3 +219,25 @@ def test_concurrent_reader_never_sees_a_partial_publish(con, tmp_path: Path) -> 
     final = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert final["publish_id"] == ids[-1]
     assert next(f["rows"] for f in final["files"] if f["path"] == "needs__selected.parquet") == 10
+
+
+def test_publish_leaves_the_connection_as_it_was(con, tmp_path: Path) -> None:
+    """The snapshot is attached to the warehouse's own connection (one DuckDB memory limit for both), made
+    the default while exporting, then detached: the caller's connection must be as before, also after a
+    failed publish."""
+
+    def state() -> tuple[object, ...]:
+        current = con.execute("SELECT current_database(), current_schema()").fetchone()
+        attached = con.execute("SELECT database_name FROM duckdb_databases() ORDER BY 1").fetchall()
+        return current, attached
+
+    before = state()
+    out = tmp_path / "exports"
+    publish(con, out, [FORM])
+    assert state() == before
+    with pytest.raises(PublishError, match="no_such_form"):
+        publish(con, out, [FORM, "no_such_form"])
+    assert state() == before
+    # an unqualified name still reads the warehouse
+    assert con.execute(f"SELECT count(*) FROM {FORM}.submissions").fetchone() == (7,)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
