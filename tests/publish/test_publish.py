@@ -86,6 +86,11 @@ def test_parquet_files_types_counts_keys_manifest(con, tmp_path: Path) -> None:
             con.execute(f"SELECT count(*) FROM {FORM}.{table}").fetchone()[0]
             == expected_rows[f"{table}.parquet"]
         )
+    # data files are not sorted (decision 004) but hold exactly the warehouse's rows
+    for table, key in (("submissions", "_id"), ("members", "_key"), ("needs__selected", "_submission_id")):
+        exported = sorted(pq.read_table(folder / f"{table}.parquet").column(key).to_pylist())
+        stored = [r[0] for r in con.execute(f"SELECT {key} FROM {FORM}.{table} ORDER BY {key}").fetchall()]
+        assert exported == stored, table
     sub = pq.read_table(folder / "submissions.parquet").schema
     assert sub.field("_id").type == pa.int64() and sub.field("income").type == pa.float64()
     assert sub.field("visits").type == pa.int64()  # UTINYINT in the warehouse
