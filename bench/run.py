@@ -332,17 +332,24 @@ def install_stage_timers(stages: Stages) -> None:
     stages.wrap(run, "publish_outputs", "outputs (total)")
 
     # peak memory per phase: reset the high-water mark around the checks and the outputs
-    def peak_around(module: Any, name: str, phase: str, before: str) -> None:
+    # (a part of a phase names the phase as `before`: its peak counts for the part and for the phase)
+    def peak_around(module: Any, name: str, phase: str, before: str, part_of: str | None = None) -> None:
         original = getattr(module, name)
+
+        def record(*keys: str | None) -> None:
+            peak = rss_mb()[1]
+            for key in keys:
+                if key is not None:
+                    stages.peaks[key] = max(stages.peaks.get(key, 0.0), peak)
 
         @functools.wraps(original)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            stages.peaks[before] = max(stages.peaks.get(before, 0.0), rss_mb()[1])
+            record(before)
             reset_peak()
             try:
                 return original(*args, **kwargs)
             finally:
-                stages.peaks[phase] = max(stages.peaks.get(phase, 0.0), rss_mb()[1])
+                record(phase, part_of)
                 reset_peak()
 
         setattr(module, name, wrapped)
@@ -352,6 +359,8 @@ def install_stage_timers(stages: Stages) -> None:
     # the stretch between the checks and the outputs (or the load and the outputs, without checks) has its own
     # key: filing it under "fetch+load" made a 500 000 run's load look 400 MB bigger than it was
     peak_around(run, "publish_outputs", "outputs", "before outputs")
+    for name, part in (("compute_indicators", "indicators"), ("publish", "publish"), ("write_report", "report")):
+        peak_around(checks, name, f"outputs: {part}", "outputs", part_of="outputs")
 
 
 # ------------------------------------------------------------------------------------ the sync
