@@ -89,6 +89,7 @@ def _server_main(conn: Any, households: int, seed: int) -> None:
             conn.send((len(log), sum(e.nbytes for e in log), first, kinds))
         elif cmd == "edit":  # edit a fraction of the submissions (new _uuid, same _id)
             coll = srv._assets[srv.household_uid].collection
+            assert coll is not None  # the generated household form always has its collection
             n = max(1, int(coll.size * args))
             step = max(1, coll.size // n)
             ids = [coll._id_at(i) for i in range(0, coll.size, step)][:n]
@@ -359,7 +360,8 @@ def install_stage_timers(stages: Stages) -> None:
     # the stretch between the checks and the outputs (or the load and the outputs, without checks) has its own
     # key: filing it under "fetch+load" made a 500 000 run's load look 400 MB bigger than it was
     peak_around(run, "publish_outputs", "outputs", "before outputs")
-    for name, part in (("compute_indicators", "indicators"), ("publish", "publish"), ("write_report", "report")):
+    for name, part in (("compute_indicators", "indicators"), ("publish", "publish"),
+                       ("write_report", "report")):
         peak_around(checks, name, f"outputs: {part}", "outputs", part_of="outputs")
 
 
@@ -464,7 +466,7 @@ def warehouse_rows(settings: Any) -> dict[str, int]:
         names = [r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema='household_survey' "
             "AND table_type='BASE TABLE' ORDER BY 1").fetchall()]
-        return {n: con.execute(f'SELECT count(*) FROM household_survey."{n}"').fetchone()[0] for n in names}
+        return {n: _one(con, f'SELECT count(*) FROM household_survey."{n}"') for n in names}
     finally:
         con.close()
 
@@ -473,6 +475,18 @@ def warehouse_rows(settings: Any) -> dict[str, int]:
 
 _COUNT = re.compile(rb'"count":\s*(\d+)')
 _RESULTS = b'"results":'
+
+
+def _one(con: Any, sql: str) -> Any:
+    """The single value of a one-row query."""
+    row = con.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _match(found: re.Match[bytes] | None) -> re.Match[bytes]:
+    assert found is not None, "the page is not shaped as the demo server writes it"
+    return found
 
 
 def run_floor(server: ServerProcess, work: Path) -> dict[str, Any]:
@@ -496,7 +510,7 @@ def run_floor(server: ServerProcess, work: Path) -> dict[str, Any]:
         if high is not None:
             params["query"] = json.dumps({"_id": {"$gt": high}})
         body = session.get(url, params=params, headers=headers, timeout=60).content
-        count = int(_COUNT.search(body, 0, 200).group(1))
+        count = int(_match(_COUNT.search(body, 0, 200)).group(1))
         cut = body.index(_RESULTS) + len(_RESULTS)
         results = body[cut:-1]  # DRF writes `results` last
         if results.strip() == b"[]":
@@ -505,7 +519,7 @@ def run_floor(server: ServerProcess, work: Path) -> dict[str, Any]:
         n_pages += 1
         # the last submission's `_id` is the last `"_id":` key in the page (repeats have no `_id`)
         pos = results.rindex(b'"_id":') + 6
-        high = int(re.match(rb"\s*(\d+)", results[pos:pos + 30]).group(1))
+        high = int(_match(re.match(rb"\s*(\d+)", results[pos:pos + 30])).group(1))
         if count <= 1000:
             break
     fetch_s = time.perf_counter() - t0
@@ -521,7 +535,7 @@ def run_floor(server: ServerProcess, work: Path) -> dict[str, Any]:
         # each page on its own and unify; slower, so the floor is then an upper bound (reported)
         fallback = True
         con.execute(sql.format(", union_by_name=true"), [str(pages_dir / "*.json")])
-    rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    rows = _one(con, "SELECT count(*) FROM raw")
     con.close()
     read_s = time.perf_counter() - t1
     requests_n, nbytes, _ = server.since(mark)
