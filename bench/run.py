@@ -554,7 +554,7 @@ def run_floor(server: ServerProcess, work: Path) -> dict[str, Any]:
 
 
 def run_fetch_only(server: ServerProcess, settings: Any, concurrency: int) -> dict[str, Any]:
-    """Only the client's page iterator (parsed pages, no processing): sequential or concurrent."""
+    """Only the client's page iterator (rows not parsed, nothing processed): sequential or concurrent."""
     import pipelines.run as run
 
     client = run.make_client(settings)
@@ -629,7 +629,7 @@ def print_report(res: dict[str, Any]) -> None:
         print(f"demo server prerendered: every record encoded once before timing "
               f"({res['prerender_s']:.1f} s)")
     for f in res.get("fetch_only", []):
-        print(f"fetch only (client, parsed pages), {n} submissions, latency {res['latency_ms']} ms, "
+        print(f"fetch only (client, rows not parsed), {n} submissions, latency {res['latency_ms']} ms, "
               f"concurrency {f['concurrency']}: {f['wall_s']:.2f} s, {f['rows'] / f['wall_s']:,.0f} rows/s, "
               f"{f['requests']} requests, load {f['loadavg_1m']:.2f}")
     if "sync" not in res:
