@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "indicators"))
 from household_data import FORM, build_household_warehouse  # noqa: E402
 
 from config.indicators import load_indicators  # noqa: E402
+from warehouse.db import apply_settings  # noqa: E402
 from warehouse.indicators import compute_indicators  # noqa: E402
 from warehouse.publish import PublishError, publish  # noqa: E402
 
@@ -26,6 +27,7 @@ from warehouse.publish import PublishError, publish  # noqa: E402
 @pytest.fixture()
 def con(tmp_path: Path):
     con = build_household_warehouse(tmp_path / "warehouse.duckdb")
+    apply_settings(con)  # as every warehouse connection has them (warehouse.db.connect)
     compute_indicators(con, load_indicators(), small_cell_threshold=3, run_id="run-7")
     yield con
     con.close()
@@ -232,7 +234,9 @@ def test_publish_leaves_the_connection_as_it_was(con, tmp_path: Path) -> None:
     failed publish."""
 
     def state() -> tuple[object, ...]:
-        current = con.execute("SELECT current_database(), current_schema()").fetchone()
+        current = con.execute(
+            "SELECT current_database(), current_schema(), current_setting('memory_limit')"
+        ).fetchone()
         attached = con.execute("SELECT database_name FROM duckdb_databases() ORDER BY 1").fetchall()
         return current, attached
 
@@ -246,3 +250,22 @@ def test_publish_leaves_the_connection_as_it_was(con, tmp_path: Path) -> None:
     # an unqualified name still reads the warehouse
     assert con.execute(f"SELECT count(*) FROM {FORM}.submissions").fetchone() == (7,)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("limit", ["1KiB", "4MiB"])
+def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monkeypatch, limit: str) -> None:
+    """1 KiB cannot even be set (DuckDB cannot evict enough); 4 MiB can, but the copy does not fit in it:
+    either way the snapshot is copied under the warehouse's limit, whole, and that limit is back after."""
+    import warehouse.publish as publishing
+
+    limit_before = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    monkeypatch.setattr(publishing, "SNAPSHOT_MEMORY_LIMIT", limit)
+    out = tmp_path / "exports"
+    publish(con, out, [FORM])
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone() == limit_before
+    copy = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+    try:
+        assert copy.execute(f"SELECT count(*) FROM {FORM}.members").fetchone() == (16,)
+        assert copy.execute("SELECT count(*) FROM marts.indicator_values").fetchone() == (44,)
+    finally:
+        copy.close()
