@@ -603,27 +603,30 @@ def _enumerator_dashboard(cx: _Ctx, outliers: list[HfcResult]) -> tuple[list[dic
     dk = [str(v) for v in cx.opts.get("dont_know_values") or []]
     rf = [str(v) for v in cx.opts.get("refuse_values") or []]
 
+    # a submission's answers as one list, read by three expressions; three expressions per question made
+    # DuckDB's memory grow with the form's width (100 questions needed more than the warehouse's 256 MiB)
+    answers = f"list_value({', '.join(f'CAST({_q(c)} AS VARCHAR)' for c in cols)})" if cols else "[]"
+
     def cells(values: list[str]) -> str:
         if not cols or not values:
             return "0"
-        return " + ".join(
-            f"coalesce(CAST(list_contains(?::VARCHAR[], CAST({_q(c)} AS VARCHAR)) AS INTEGER), 0)"
-            for c in cols
-        )
+        return "len(list_filter(answers, lambda a: list_contains(?::VARCHAR[], a)))"
 
-    answered = " + ".join(f"CAST({_q(c)} IS NOT NULL AS INTEGER)" for c in cols) if cols else "0"
     # the ids with an unusual value go in as an Arrow table, not as a list parameter that grows with the form
     outlier_ids = f"__kobo_etl_outliers_{uuid.uuid4().hex}"
     params: list[Any] = []
     if cx.has(ccol):
         params.append(str(cx.opts["consent_yes"]))
-    params += [dk] * (len(cols) if dk else 0) + [rf] * (len(cols) if rf else 0)
+    params += ([dk] if cols and dk else []) + ([rf] if cols and rf else [])
     sql = f"""
-        WITH base AS (
+        WITH answered AS (
             SELECT {cx.enum_sql} AS enumerator, {day} AS day, {dur} AS duration, {consent} AS consent_yes,
-                   coalesce({cells(dk)}, 0) AS dk, coalesce({cells(rf)}, 0) AS rf, ({answered}) AS answered,
-                   _id IN (SELECT _id FROM {outlier_ids}) AS outlier
+                   CAST({answers} AS VARCHAR[]) AS answers, _id IN (SELECT _id FROM {outlier_ids}) AS outlier
             FROM {cx.table}),
+        base AS (
+            SELECT enumerator, day, duration, consent_yes, {cells(dk)} AS dk, {cells(rf)} AS rf,
+                   len(list_filter(answers, lambda a: a IS NOT NULL)) AS answered, outlier
+            FROM answered),
         e AS (
             SELECT enumerator, count(*) AS submissions, count(DISTINCT day) AS days,
                    count(*) / nullif(count(DISTINCT day), 0) AS per_day, min(day) AS first_day,

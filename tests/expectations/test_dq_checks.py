@@ -175,3 +175,38 @@ def test_results_land_in_warehouse_and_flag_rows(db, gx_run, hfc):
     assert status[10] == "warning" and status[3] == "error"  # enum_08's rows; 3 is also too short
     assert run["warnings_failed"] == 7
     assert sum(counts.values()) == 55
+
+
+def test_enumerator_dashboard_on_a_wide_form(tmp_path):
+    """200 questions under the warehouse's DuckDB memory limit (the dashboard once made three expressions
+    per question and ran out of memory from about 100), with exact don't-know and refusal rates; questions
+    named like the query's own names (`answers`, `a`) are answers like any other."""
+    from warehouse.db import connect
+
+    con = connect(tmp_path / "warehouse.duckdb")  # the warehouse's settings, 256 MiB included
+    names = ["answers", "a"] + [f"q{i:03d}" for i in range(198)]
+    con.execute("CREATE SCHEMA wide")
+    con.execute(
+        "CREATE TABLE wide.submissions (_id BIGINT, _submitted_by VARCHAR, "
+        + ", ".join(f'"{n}" VARCHAR' for n in names)
+        + ")"
+    )
+    # enum_a: each submission has 2 "dk" and 1 "refused" among 200 answers and 10 unanswered (NULL);
+    # enum_b: none of either and every question answered
+    values = ", ".join(
+        "CASE WHEN i % 2 = 0 THEN "
+        + ("'dk'" if j in (0, 1) else "'refused'" if j == 150 else "NULL" if 190 <= j else "'x'")
+        + " ELSE 'yes' END"
+        for j in range(len(names))
+    )
+    con.execute(
+        "INSERT INTO wide.submissions "
+        f"SELECT i, CASE WHEN i % 2 = 0 THEN 'enum_a' ELSE 'enum_b' END, {values} FROM range(4000) t(i)"
+    )
+    rep = run_hfc(con, "wide")
+    table = {r["enumerator"]: r for r in rep.enumerators}
+    assert table["enum_a"]["submissions"] == table["enum_b"]["submissions"] == 2000
+    assert table["enum_a"]["dont_know_rate"] == pytest.approx(2 / 190)
+    assert table["enum_a"]["refuse_rate"] == pytest.approx(1 / 190)
+    assert table["enum_b"]["dont_know_rate"] == 0 and table["enum_b"]["refuse_rate"] == 0
+    con.close()
