@@ -808,6 +808,33 @@ class DemoKoboServer:
         return asset
 
     # -- test hooks
+    def add_form(
+        self, uid: str, name: str, content: dict[str, Any], records: list[dict[str, Any]], version_uid: str
+    ) -> None:
+        """Serve one more deployed form: its content (`survey`, `choices`, `settings`, as KPI stores it) as
+        its only version, and its submissions as recorded (each with `_id` and `__version__`)."""
+        version = {
+            "uid": version_uid,
+            "content": content,
+            "content_hash": _content_hash(content),
+            "date_deployed": "2026-11-01T08:00:00.000000Z",
+            "date_modified": "2026-11-01T08:00:00.000000Z",
+        }
+        with self._lock:
+            asset = _Asset(uid, {}, [version], _ListCollection(copy.deepcopy(records)))
+            asset.detail = _generated_detail(
+                self.url,
+                uid,
+                name,
+                asset.versions,
+                deployed=True,
+                formhub_uuid=None,
+                submission_count=len(records),
+                last_submission=None,
+                date_created="2026-11-01T07:00:00.000000Z",
+            )
+            self._assets[uid] = asset
+
     def add_submissions(self, uid: str, n: int) -> list[int]:
         """Append n new submissions (new `_id`s above every earlier one); return their `_id`s."""
         with self._lock:
