@@ -324,9 +324,10 @@ def validate_frame(
     token_specs = _for_columns(suite, token_specs, tokens_df.columns)
     if row_specs or token_specs:
         with _GxSession() as gx:
-            for specs, frame in ((row_specs, df), (token_specs, tokens_df)):
-                if specs:
-                    results.extend(gx.run(specs, frame))
+            if row_specs:
+                results.extend(gx.run(row_specs, df))
+            if token_specs:
+                results.extend(_own_tokens(r) for r in gx.run(token_specs, tokens_df))
     return results
 
 
@@ -403,7 +404,7 @@ def validate_table(
                 if token_specs:
                     tokens = _token_frame(con, scope, where, params, sm_columns, token_specs)
                     for r in gx.run(token_specs, tokens):
-                        parts.setdefault(r.expectation, []).append(r)
+                        parts.setdefault(r.expectation, []).append(_own_tokens(r))
                     del tokens
     by_id = {e.id: e for e in suite.expectations}
     results += [_merge(rs, by_id.get(k)) for k, rs in parts.items()]
@@ -494,11 +495,17 @@ def _read_frame(
     on the nullable integers `.df()` gives). If a check may read any column (a row condition, a table-level
     check), every column keeps `.df()`'s dtype.
     """
+    return _arrow_frame(con, con.sql(sql, params=params).to_arrow_table(), specs)
+
+
+def _arrow_frame(
+    con: duckdb.DuckDBPyConnection, table: pa.Table, specs: Sequence[ExpectationSpec]
+) -> pd.DataFrame:
+    """`table` as `_read_frame` gives a query's rows to GX."""
     import pandas as pd
     import pyarrow.compute as pc
 
     readers = _readers(specs)
-    table = con.sql(sql, params=params).to_arrow_table()
     cheap: dict[str, Any] = {}
     for name, col in zip(table.column_names, table.columns, strict=True):
         kinds = readers.get(name)
@@ -530,27 +537,47 @@ def _token_frame(
     sm_columns: Sequence[str],
     specs: Sequence[ExpectationSpec],
 ) -> pd.DataFrame:
-    """`to_token_frame` of one chunk, split in DuckDB: a row per token of every select_multiple column,
-    with only the columns `specs` read (the rows of the others stay, so the counts are the same)."""
-    keep = _columns_read(specs, [*sm_columns, "_id"])
-    parts = []
-    for col in sm_columns:
-        ident = "_id, " if "_id" in keep else ""
-        parts.append(
-            f"SELECT {ident}tok AS {_q(col)} FROM (SELECT _id, {_tokens_sql(_q(col))} AS tok FROM ({scope}) "
-            f"WHERE ({where}) AND {_q(col)} IS NOT NULL) WHERE tok <> ''"
-        )
-    if not parts:
-        import pandas as pd
+    """The tokens of one chunk's select_multiple answers, split in DuckDB, for the checks in `specs`.
 
-        return pd.DataFrame({c: pd.Series([], dtype="object") for c in keep})
-    sql = f"SELECT {', '.join(_q(c) for c in keep)} FROM ({' UNION ALL BY NAME '.join(parts)})"
-    return _read_frame(con, sql, params * len(parts), specs)
+    Each question's tokens fill its own column, side by side, padded with NULLs to the longest (GX's value
+    checks leave NULLs out, and `_own_tokens` counts each question's tokens only). One row per token with
+    the other questions NULL, as `to_token_frame`, would grow with tokens × questions: 200 select_multiple
+    questions made a frame DuckDB could not hold. That layout stays for checks that may read any column
+    (they need each token's `_id`).
+    """
+    keep = _columns_read(specs, [*sm_columns, "_id"])
+    if "_id" in keep:
+        parts = [
+            f"SELECT _id, tok AS {_q(col)} FROM (SELECT _id, unnest({_tokens_sql(_q(col))}) AS tok "
+            f"FROM ({scope}) WHERE ({where}) AND {_q(col)} IS NOT NULL) WHERE tok <> ''"
+            for col in sm_columns
+        ]
+        sql = f"SELECT {', '.join(_q(c) for c in keep)} FROM ({' UNION ALL BY NAME '.join(parts)})"
+        return _read_frame(con, sql, params * len(parts), specs)
+    columns = [c for c in sm_columns if c in keep]
+    lists = ", ".join(
+        f"flatten(list(list_filter({_tokens_sql(_q(c))}, lambda t: t <> '')) "
+        f"FILTER (WHERE {_q(c)} IS NOT NULL)) AS {_q(c)}"
+        for c in columns
+    )
+    row = con.sql(f"SELECT {lists} FROM ({scope}) WHERE ({where})", params=params).to_arrow_table()
+    tokens = {c: row.column(c)[0].values or pa.array([], pa.string()) for c in columns}
+    longest = max((len(v) for v in tokens.values()), default=0)
+    padded = {c: pa.concat_arrays([v, pa.nulls(longest - len(v), pa.string())]) for c, v in tokens.items()}
+    return _arrow_frame(con, pa.table(padded), specs)
+
+
+def _own_tokens(result: CheckResult) -> CheckResult:
+    """A token check's counts over its own question's tokens: the NULLs of a token frame are other questions'
+    rows (or padding), not missing answers."""
+    if result.missing_count is None:
+        return result
+    return replace(result, element_count=result.element_count - result.missing_count, missing_count=0)
 
 
 def _tokens_sql(column: str) -> str:
-    """The tokens of a select_multiple answer, one per row after `unnest` (empty strings to be dropped)."""
-    return f"unnest(string_split_regex(trim(CAST({column} AS VARCHAR)), '\\s+'))"
+    """The tokens of a select_multiple answer as a list (with an empty string for an empty answer)."""
+    return f"string_split_regex(trim(CAST({column} AS VARCHAR)), '\\s+')"
 
 
 def _scope_sql(table: str, ids_table: str | None, *, repeat: bool = False) -> str:
@@ -632,7 +659,7 @@ def _failing_predicate(spec: ExpectationSpec) -> tuple[str, list[Any]] | None:
     c = _q(col) if col else ""
     if is_tokens_table(spec.table) and t == "expect_column_values_to_be_in_set":
         return (
-            f"EXISTS (SELECT 1 FROM (SELECT {_tokens_sql(c)} AS tok) "
+            f"EXISTS (SELECT 1 FROM (SELECT unnest({_tokens_sql(c)}) AS tok) "
             "WHERE tok <> '' AND NOT list_contains(?::VARCHAR[], tok))",
             [[str(v) for v in kw["value_set"]]],
         )

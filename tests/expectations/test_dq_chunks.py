@@ -131,3 +131,72 @@ def test_duplicates_in_different_chunks_are_found(db: duckdb.DuckDBPyConnection)
     rows = failed_rows(db, table, suite, list(chunked.values())).to_pylist()
     assert sorted(r["submission_id"] for r in rows if r["rule"] == "unique:_id") == [1, 1]
     assert sorted(r["submission_id"] for r in rows if r["rule"] == "unique:_uuid") == [1, 1, 30, 31, 50]
+
+
+@pytest.mark.parametrize("table_level", [False, True])
+def test_token_checks_count_their_own_question(db: duckdb.DuckDBPyConnection, table_level: bool) -> None:
+    """A token check counts the tokens of its question only, in both token frame layouts: side by side (one
+    column per question, padded) and, when a check may read any column, one row per token with its `_id`
+    (the other questions NULL)."""
+    table = f'"{SLUG}".two_questions'
+    # a second select_multiple question with fewer tokens than `needs`, and one unexpected token
+    db.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT *, CASE WHEN _id % 5 = 0 THEN 'a' "
+        f"WHEN _id = 21 THEN 'a zz' END AS picks FROM {TABLE}"
+    )
+    suite = _suite()
+    needs = next(e for e in suite.expectations if e.id == "tokens_in_set:needs")
+    kwargs = {**needs.kwargs, "column": "picks", "value_set": ["a"]}
+    picks = replace(needs, id="tokens_in_set:picks", kwargs=kwargs)
+    extra = [picks]
+    if table_level:
+        extra.append(ExpectationSpec(
+            "token_rows", "expect_table_row_count_to_be_between", {"min_value": 1, "max_value": 10_000},
+            "warning", table=needs.table,
+        ))
+    choices = {**suite.select_multiple, "picks": ["a"]}
+    suite = replace(suite, expectations=[*suite.expectations, *extra], select_multiple=choices)
+    whole = validate_frame(db.execute(f"SELECT * FROM {table}").df(), suite)
+    chunked = validate_table(db, table, suite, chunk_rows=CHUNK)
+
+    def tokens(column: str) -> int:
+        return db.execute(
+            f"SELECT count(*) FROM (SELECT unnest(string_split_regex(trim({column}), '\\s+')) AS t "
+            f"FROM {table} WHERE {column} IS NOT NULL) WHERE t <> ''"
+        ).fetchone()[0]
+
+    for results in (whole, chunked):
+        by = {r.expectation: r for r in results}
+        assert (by["tokens_in_set:needs"].element_count, by["tokens_in_set:needs"].missing_count) == (
+            tokens("needs"), 0
+        )
+        assert by["tokens_in_set:needs"].unexpected_count == 1
+        assert (by["tokens_in_set:picks"].element_count, by["tokens_in_set:picks"].unexpected_count) == (
+            tokens("picks"), 1
+        )
+    assert tokens("picks") < tokens("needs")
+    assert _key(chunked) == _key(whole)
+
+
+def test_many_select_multiple_questions_fit_in_the_warehouse_memory(tmp_path) -> None:
+    """200 select_multiple questions, 3 000 rows, under the warehouse's DuckDB limit. One row per token with
+    a column per question made 1.2 million rows of 201 columns here (in a sync of a 1 000-question form with
+    200 such questions, more than DuckDB's 256 MiB); each check counts its own question's 6 000 tokens."""
+    from expectations import SuiteSpec
+    from expectations.suites import TOKENS_TABLE
+    from warehouse.db import connect
+
+    con = connect(tmp_path / "warehouse.duckdb")
+    questions = [f"m{i:03d}" for i in range(200)]
+    picks = ", ".join(f"CASE WHEN i = {i} THEN 'a zz' ELSE 'a b' END AS {q}" for i, q in enumerate(questions))
+    con.execute(f"CREATE TABLE wide AS SELECT i AS _id, {picks} FROM range(3000) t(i)")
+    specs = [
+        ExpectationSpec(f"tokens_in_set:{q}", "expect_column_values_to_be_in_set",
+                        {"column": q, "value_set": ["a", "b"]}, "error", table=TOKENS_TABLE)
+        for q in questions
+    ]
+    suite = SuiteSpec("wide", specs, select_multiple={q: ["a", "b"] for q in questions})
+    results = {r.expectation: r for r in validate_table(con, "wide", suite)}
+    assert len(results) == 200
+    assert {(r.element_count, r.unexpected_count) for r in results.values()} == {(6000, 1)}
+    con.close()
