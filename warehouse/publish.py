@@ -193,16 +193,17 @@ def _copy_database(con: duckdb.DuckDBPyConnection, source: str, target: str) -> 
     copy = f"COPY FROM DATABASE {quote_ident(source)} TO {quote_ident(target)}"
     try:
         con.execute("SET memory_limit = ?", [SNAPSHOT_MEMORY_LIMIT])
-    except duckdb.Error:
+    except duckdb.Error:  # more than that is pinned
         con.execute(copy)
         return
     try:
         con.execute(copy)
+        return
     except duckdb.OutOfMemoryException:
-        con.execute("SET memory_limit = ?", [row[0]])
-        con.execute(copy)  # the failed copy was one statement, so nothing of it is left
+        pass  # the failed copy was one statement: nothing of it is left, it can run again
     finally:
         con.execute("SET memory_limit = ?", [row[0]])
+    con.execute(copy)
 
 
 def _last_run_id(con: duckdb.DuckDBPyConnection, slug: str) -> str | None:
