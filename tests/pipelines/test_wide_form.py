@@ -15,8 +15,9 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from ops_helpers import demo_settings
 
-from config import DEMO_PSEUDONYMISATION_KEY, load_form_config, load_settings
+from config import load_form_config
 from connectors.demo_server import DemoKoboServer
 from pipelines.forms import add_form
 from pipelines.run import make_client, run_sync
@@ -103,13 +104,7 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root: Path = tmp_path_factory.mktemp("wide")
     with DemoKoboServer(households=20, seed=3, token="wide-token", include_fixtures=False) as srv:
         srv.add_form(UID, "Wide form", wide_content(), wide_records(), VERSION)
-        settings = load_settings(
-            kobo_url=srv.url,
-            kobo_token=srv.token,
-            data_dir=root / "data",
-            forms_dir=root / "forms",
-            pseudonymisation_key=DEMO_PSEUDONYMISATION_KEY,
-        )
+        settings = demo_settings(srv, root)  # (it also writes the household form, which is not synced here)
         form = load_form_config(add_form(make_client(settings), settings.forms_dir, UID))
         result = run_sync(settings, [form.slug], progress=False, alerts=False)
     return {"settings": settings, "slug": form.slug, "result": result}
