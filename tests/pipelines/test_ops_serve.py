@@ -80,6 +80,10 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
     proc.wait(timeout=10)
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _local_server_url(serve: subprocess.Popen[bytes], err: Path) -> str:
     """The API URL of the local Prefect server `serve` started, from its log line."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -126,6 +130,9 @@ def test_serve_runs_a_scheduled_tick_and_stops_on_ctrl_c(server, tmp_path):
                 stderr=err,
                 cwd=tmp_path,
                 start_new_session=True,  # its own group: the finally can kill it and its run subprocesses
+                # Ctrl-C must reach it even when the tests themselves run in the background of a shell, which
+                # starts them with SIGINT ignored (inherited, and Python then installs no handler for it)
+                preexec_fn=_sigint_default,
             )
         api_url = _local_server_url(serve, serve_err)
 
