@@ -546,12 +546,7 @@ def _token_frame(
     (they need each token's `_id`).
     """
     keep = _columns_read(specs, [*sm_columns, "_id"])
-    columns = [c for c in sm_columns if c in keep]
-    if not columns and (not sm_columns or "_id" not in keep):
-        import pandas as pd
-
-        return pd.DataFrame({c: pd.Series([], dtype="object") for c in keep})
-    if "_id" in keep:  # every question's rows, as `to_token_frame`: a check on `_id` counts them all
+    if "_id" in keep and sm_columns:  # every question's rows, as `to_token_frame`: `_id` checks count all
         parts = [
             f"SELECT _id, tok AS {_q(col)} FROM (SELECT _id, unnest({_tokens_sql(_q(col))}) AS tok "
             f"FROM ({scope}) WHERE ({where}) AND {_q(col)} IS NOT NULL) WHERE tok <> ''"
@@ -559,6 +554,11 @@ def _token_frame(
         ]
         sql = f"SELECT {', '.join(_q(c) for c in keep)} FROM ({' UNION ALL BY NAME '.join(parts)})"
         return _read_frame(con, sql, params * len(parts), specs)
+    columns = [c for c in sm_columns if c in keep]
+    if not columns:
+        import pandas as pd
+
+        return pd.DataFrame({c: pd.Series([], dtype="object") for c in keep})
     lists = ", ".join(
         f"flatten(list(list_filter({_tokens_sql(_q(c))}, lambda t: t <> '')) "
         f"FILTER (WHERE {_q(c)} IS NOT NULL)) AS {_q(c)}"
