@@ -516,11 +516,13 @@ class KoboClient:
         until: int | None,
         limit: int,
         descending: bool = False,
+        start: int = 0,
     ) -> tuple[SubmissionPage | None, int]:
         """One keyset request: the submissions with `after` < `_id` <= `until` (None: unbounded), `limit`
         at most, the lowest `_id`s or with `descending` the highest (`sort={"_id":-1}`; that page stays as
-        sent, highest first, until `_ascending` turns it round where it is yielded: parsing and
-        re-encoding it here would delay the concurrent iterator's first round).
+        sent, highest first, until `_rows_after` turns it round where it is yielded: parsing and
+        re-encoding it here would delay the concurrent iterator's first round), skipping `start` of them
+        (only the concurrent iterator's second page: offsets shift with deletions, see its docstring).
 
         Returns:
             The page (None when nothing matched) and the page size the server really applied.
@@ -531,13 +533,13 @@ class KoboClient:
         if until is not None:
             cond["$lte"] = int(until)
         sort = '{"_id":-1}' if descending else '{"_id":1}'
-        params: dict[str, Any] = {"sort": sort, "start": 0, "limit": limit}
+        params: dict[str, Any] = {"sort": sort, "start": start, "limit": limit}
         if fields_json is not None:
             params["fields"] = fields_json
         if cond:
             params["query"] = orjson.dumps({"_id": cond}).decode()
         data, raw = self._get_json(URLS["data"].format(uid=uid), params, form=uid, last_id=after,
-                                   check=_page_check(after, limit, until, descending=descending),
+                                   check=_page_check(after, limit, until, descending=descending, start=start),
                                    parse=_ids_only)
         served_limit = _served_limit(data, limit)
         if not data["results"]:
@@ -568,13 +570,17 @@ class KoboClient:
     ) -> Iterator[SubmissionPage]:
         """Yield the same pages as `iter_submission_pages`, fetching disjoint `_id` ranges concurrently.
 
-        The first round fetches the first page and the top page (the highest `_id`s, sorted descending)
-        at once: two pages for one round trip, and the range left between them is then known. It is cut
+        The first round fetches three pages at once: the first page, the second by offset (`start` one
+        row short of a page, so that it overlaps the first by a row: a gap between them, left by a
+        deletion meanwhile or a server that serves smaller pages, is seen and fetched) and the top page
+        (the highest `_id`s, sorted descending). The range left between them is then known. It is cut
         into slices expected to hold just under a page each (`_slice_fill`, from the gaps between the
         `_id`s seen), which `workers` threads fetch (see `_Crawl`: a slice that held more than a page
         leaves its rest to the other workers; at most 2 × `workers` pages wait for the caller). Pages
-        are yielded in `_id` order; a last request (unless `until_id`) brings what arrived meanwhile, so
-        nothing is missed. A range that fits in one page costs the two first-round requests.
+        are yielded in `_id` order. The crawl takes the submissions that were there when it started, up
+        to the top page: what arrives meanwhile has higher `_id`s, so the next run, resuming after the
+        last `_id` received, finds it. A range that fits in one page costs the first round's requests.
+        With fewer than 3 workers the first round is the first and the top page.
 
         A yielded page's `count` is the first page's count less the rows yielded before it (what a
         progress display needs), not the server's count for the slice it came from.
@@ -599,15 +605,21 @@ class KoboClient:
             return
         fields_json = None if fields is None else orjson.dumps(list(fields)).decode()
 
-        def fetch(after: int | None, until: int | None, descending: bool = False) -> SubmissionPage | None:
+        def fetch(
+            after: int | None, until: int | None, descending: bool = False, start: int = 0
+        ) -> SubmissionPage | None:
             return self._keyset_page(uid, fields_json, after=after, until=until, limit=rows,
-                                     descending=descending)[0]
+                                     descending=descending, start=start)[0]
 
+        # the second page by offset overlaps the first by a row: it proves that nothing lies between them
+        offset = rows - 1 if workers >= 3 and rows > 1 else 0
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kobo-fetch") as pool:
             top_job = pool.submit(fetch, after_id, until_id, True)
+            second_job = pool.submit(fetch, after_id, until_id, False, offset) if offset else None
             first = fetch(after_id, until_id)
             top = top_job.result()
-            del top_job  # it would hold the top page to the end
+            second = second_job.result() if second_job is not None else None
+            del top_job, second_job  # they would hold their pages to the end
             if first is None:
                 return
             # all in one page; or no top page: what was above the first page went meanwhile
@@ -616,16 +628,17 @@ class KoboClient:
                 return
             # the first page is full, so its length is the page size the server really applies; the
             # `_id`s are read again with simdjson, as parsing the rows here would hold up every worker
-            top_ids = _page_ids(top)[::-1]
-            fill = _slice_fill([_page_ids(first), top_ids], first.size)
+            first_ids, top_ids = _page_ids(first), _page_ids(top)[::-1]
+            second_ids = _page_ids(second) if second is not None else []
+            fill = _slice_fill([first_ids, second_ids, top_ids], first.size)
             # only the crawl holds the slices: a list kept here would keep every page until the end
-            crawl = _Crawl(_plan(first, top, top_ids, fill, open_ended=until_id is None), fetch,
+            crawl = _Crawl(_plan(first, (second, second_ids, offset), (top, top_ids), fill), fetch,
                            window=2 * workers, fill=fill)
             for _ in range(workers):
                 pool.submit(crawl.work)
             left, last = first.count, after_id
             pages = chain([first], crawl.pages())
-            del first, top  # the crawl holds the pages until their turn, not this frame
+            del first, second, top  # the crawl holds the pages until their turn, not this frame
             try:
                 for page in pages:
                     yield replace(page, count=max(page.size, left))
@@ -649,11 +662,14 @@ class _Slice:
     """The submissions with `after` < `_id` <= `until` (None: unbounded), fetched with one request."""
 
     after: int
-    until: int | None
+    until: int
     page: SubmissionPage | None = None
     error: BaseException | None = None
     state: str = "todo"  # todo → fetching → done
-    descending: bool = False  # `page` is the top page as sent: `_ascending` turns it round when yielded
+    # a first-round page as sent: `_rows_after` cuts it to the rows above `after` (and turns the top
+    # page, sent highest first, round) when it is yielded, not in the first round, where all wait for it
+    trim: bool = False
+    descending: bool = False
 
 
 class _Crawl:
@@ -668,7 +684,7 @@ class _Crawl:
     def __init__(
         self,
         slices: list[_Slice],
-        fetch: Callable[[int, int | None], SubmissionPage | None],
+        fetch: Callable[[int, int], SubmissionPage | None],
         *,
         window: int,
         fill: float,
@@ -706,9 +722,7 @@ class _Crawl:
         with self._cond:
             # a slice being fetched may still leave a rest to fetch
             while not self._closed and (self._todo or self._fetching):
-                # the open-ended slice goes last, so that it brings what arrived meanwhile
-                todo = next((s for s in islice(self._slices, self._window)
-                             if s.state == "todo" and (s.until is not None or self._todo == 1)), None)
+                todo = next((s for s in islice(self._slices, self._window) if s.state == "todo"), None)
                 if todo is not None:
                     todo.state = "fetching"
                     self._todo -= 1
@@ -730,7 +744,7 @@ class _Crawl:
             if head.error is not None:
                 raise head.error
             if head.page is not None:
-                yield _ascending(head.page, head.after) if head.descending else head.page
+                yield _rows_after(head.page, head.after, head.descending) if head.trim else head.page
 
     def close(self) -> None:
         """Let the workers stop after their current request."""
@@ -740,30 +754,38 @@ class _Crawl:
 
 
 def _plan(
-    first: SubmissionPage, top: SubmissionPage, top_ids: list[int], fill: float, *, open_ended: bool
+    first: SubmissionPage,
+    second: tuple[SubmissionPage | None, list[int], int],
+    top: tuple[SubmissionPage, list[int]],
+    fill: float,
 ) -> list[_Slice]:
-    """The slices after the first page: the range up to the top page cut by `_cut`, the top page
-    (fetched highest first, `top_ids` ascending; its rows above the first page only) and, when
-    `open_ended`, what arrives meanwhile."""
+    """The slices after the first page: the second page (`second`: the page, its `_id`s and the offset
+    it was asked at; a slice for the gap before it if it does not reach back to the first page), the
+    range up to the top page cut by `_cut`, and the top page (`top`: the page and its `_id`s ascending;
+    fetched highest first, its rows above the pages before it only)."""
     high = first.last_id
     assert high is not None  # a page with rows
-    bottom, top_id = top_ids[0], top_ids[-1]
+    covered = first.size  # the rows up to `high`, as the server counted them
     slices: list[_Slice] = []
-    if bottom - 1 > high:  # not all above the first page fitted in the top page
-        between = first.count - first.size - top.size
+    page, ids, offset = second
+    if page is not None and ids[-1] > high:
+        if ids[0] - 1 > high:  # a gap: ids may lie between the two pages
+            slices.append(_Slice(high, ids[0] - 1))
+        slices.append(_Slice(max(high, ids[0] - 1), ids[-1], page=page, state="done", trim=ids[0] <= high))
+        high, covered = ids[-1], offset + len(ids)
+    page, ids = top
+    bottom, top_id = ids[0], ids[-1]
+    if bottom - 1 > high:  # not all above the pages before it fitted in the top page
+        between = first.count - covered - page.size
         slices += _cut(high, bottom - 1, between, first.size * fill)
     if top_id > high:
-        slices.append(_Slice(high, top_id, page=top, state="done", descending=True))
-    if open_ended:
-        slices.append(_Slice(top_id, None))
+        slices.append(_Slice(high, top_id, page=page, state="done", trim=True, descending=True))
     return slices
 
 
-def _cut(after: int, until: int | None, rows: int, per_slice: float) -> list[_Slice]:
+def _cut(after: int, until: int, rows: int, per_slice: float) -> list[_Slice]:
     """(after, until] as even `_id` ranges expected to hold `per_slice` of its `rows` each (never more
-    slices than ids); an unbounded range stays one slice, as where it ends is not known."""
-    if until is None:
-        return [_Slice(after, None)]
+    slices than ids)."""
     n = max(1, min(math.ceil(rows / max(per_slice, 1.0)), until - after))
     cuts = [after + (until - after) * k // n for k in range(n + 1)]
     return [_Slice(a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
@@ -791,10 +813,13 @@ def _page_of(results: list[dict], count: int, *, nbytes: int) -> SubmissionPage:
     return SubmissionPage.of(results, count=count, last_id=int(results[-1]["_id"]), nbytes=nbytes, raw=raw)
 
 
-def _ascending(top: SubmissionPage, after: int) -> SubmissionPage:
-    """The top page (sent highest `_id` first) turned to ascending order, without its rows up to `after`."""
-    rows = [row for row in reversed(_rows_of(top.raw)) if row["_id"] > after]
-    return _page_of(rows, top.count, nbytes=top.nbytes)
+def _rows_after(page: SubmissionPage, after: int, descending: bool) -> SubmissionPage:
+    """A first-round page without its rows up to `after`, in ascending `_id` order (`descending`: it was
+    sent highest first)."""
+    rows = _rows_of(page.raw)
+    if descending:
+        rows.reverse()
+    return _page_of([row for row in rows if row["_id"] > after], page.count, nbytes=page.nbytes)
 
 
 def _page_ids(page: SubmissionPage) -> list[int]:
@@ -866,7 +891,7 @@ def _served_limit(data: dict, asked: int) -> int:
 
 
 def _page_check(
-    high: int | None, limit: int, until_id: int | None, *, descending: bool = False
+    high: int | None, limit: int, until_id: int | None, *, descending: bool = False, start: int = 0
 ) -> Callable[[Any], None]:
     def check(data: Any) -> None:
         _check_envelope(data)
@@ -882,8 +907,9 @@ def _page_check(
             raise _PayloadProblem(f"a row's _id is above {until_id}")
         if len(results) > limit:
             raise _PayloadProblem(f"{len(results)} rows for a limit of {limit}")
-        if len(results) < min(_served_limit(data, limit), count):
-            raise _PayloadProblem(f"{len(results)} rows where {min(limit, count)} were promised")
+        promised = min(_served_limit(data, limit), max(0, count - start))
+        if len(results) < promised:
+            raise _PayloadProblem(f"{len(results)} rows where {promised} were promised")
 
     return check
 

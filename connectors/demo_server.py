@@ -668,6 +668,8 @@ class DemoKoboServer:
         self._edit_counter = 0
         # the token's owner may manage the projects: False makes `/history/` answer 403, like KPI
         self.manage_asset = manage_asset
+        # the most rows a page holds, whatever the limit asked: lower it to act as a server configured so
+        self.page_cap = MAX_PAGE_SIZE
         # asset uid → project history entries, oldest first
         self._history: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
         self._held: dict[tuple[str, int], int] = {}  # (asset uid, _id) → index of an upload still in flight
@@ -1152,9 +1154,8 @@ class DemoKoboServer:
                 return 200, orjson.dumps(_version_item(base, asset.uid, v, True)), {}, ""
         return 404, orjson.dumps(_NOT_FOUND), {}, ""
 
-    @staticmethod
     def _limit_start(
-        query: dict[str, str], offset_param: str = "start", strict: bool = True
+        self, query: dict[str, str], offset_param: str = "start", strict: bool = True
     ) -> tuple[int, int]:
         limit = DEFAULT_PAGE_SIZE
         if "limit" in query:
@@ -1166,7 +1167,7 @@ class DemoKoboServer:
                 if strict:
                     raise _BadParam("limit", "A positive integer is required") from None
                 limit = DEFAULT_PAGE_SIZE
-        limit = min(limit, MAX_PAGE_SIZE)  # KPI caps silently
+        limit = min(limit, self.page_cap)  # KPI caps silently
         start = 0
         if offset_param in query:
             try:

@@ -1,6 +1,7 @@
 """The concurrent page iterator against the demo server: same pages as the keyset crawl (no gaps, no
-duplicates, `_id` order) with sparse ids, under 5xx faults, with deletions and arrivals mid-crawl, and
-bounded by `until_id` (the manifest sweep)."""
+duplicates, `_id` order) with sparse ids, under 5xx faults, with deletions mid-crawl (arrivals are left to
+the next run), for a server that serves smaller pages than asked, and bounded by `until_id` (the manifest
+sweep)."""
 
 from __future__ import annotations
 
@@ -62,13 +63,13 @@ def test_concurrent_equals_sequential_and_resumes(client: KoboClient, srv: DemoK
     uid = srv.household_uid
     truth = sequential(client, uid)
     assert len(truth) == 1300
-    for workers, size in ((3, 100), (4, 250), (8, 1000), (1, 100)):
+    for workers, size in ((3, 100), (4, 250), (8, 1000), (2, 100), (1, 100)):
         pages = list(client.iter_submission_pages_concurrent(uid, workers=workers, page_size=size,
                                                              fields=["_id"]))
         assert_ordered_pages(pages)
         assert ids_of(pages) == truth, (workers, size)
         assert all(len(p.results) <= size for p in pages)
-        # the top page (fetched highest first, trimmed to what is above the first page) replays too
+        # the second and the top page (trimmed to what is above the pages before them) replay too
         assert all(orjson.loads(p.raw)["results"] == p.results for p in pages)
     resumed = ids_of(client.iter_submission_pages_concurrent(uid, after_id=truth[411], workers=3,
                                                              page_size=90, fields=["_id"]))
@@ -109,28 +110,81 @@ def wait_until_idle(srv: DemoKoboServer) -> int:
     return seen
 
 
-def test_deletions_and_arrivals_during_the_concurrent_crawl(client: KoboClient, srv: DemoKoboServer) -> None:
+def test_deletions_during_the_crawl_and_arrivals_left_to_the_next_run(
+    client: KoboClient, srv: DemoKoboServer
+) -> None:
     uid = srv.household_uid
     before = sequential(client, uid)
     mark = len(srv.requests)
     pages = client.iter_submission_pages_concurrent(uid, workers=3, page_size=100, fields=["_id"])
     first = next(pages)
     assert ids_of([first]) == before[:100]
-    # round one (the first and the top page), then at most 2 × 3 slices of < 100 rows fetched ahead
-    assert wait_until_idle(srv) - mark <= 2 + 6
+    # round one (the first, the second and the top page), then at most 2 × 3 slices of < 100 rows
+    # fetched ahead: received up to before[198 + 6 × 99] at most
+    assert wait_until_idle(srv) - mark <= 3 + 6
     srv.delete_submission(uid, before[10])  # behind the cursor: already received
-    srv.delete_submission(uid, before[1250])  # in the top page, received in round one as it was then
-    ahead = [before[800], before[1000], before[1150]]  # beyond what was fetched ahead
+    srv.delete_submission(uid, before[150])  # in the second page, received in round one as it was then
+    srv.delete_submission(uid, before[1250])  # in the top page, the same
+    ahead = [before[850], before[1000], before[1150]]  # beyond what was fetched ahead
     for sid in ahead:
         srv.delete_submission(uid, sid)
     added = srv.add_submissions(uid, 7)
     rest = list(pages)
     assert_ordered_pages([first, *rest])
-    expected_rest = [i for i in before[100:] if i not in ahead] + sorted(added)
-    assert ids_of(rest) == expected_rest  # no gaps, no duplicates; arrivals meanwhile are fetched too
-    assert client.count_submissions(uid) == 1300 - 5 + 7
+    # no gaps, no duplicates; the crawl ends at the top page as it was in round one
+    assert ids_of(rest) == [i for i in before[100:] if i not in ahead]
+    assert client.count_submissions(uid) == 1300 - 6 + 7
     # `count` is what is left from each page on, as the first page counted it (progress displays)
     assert [p.count for p in [first, *rest][:3]] == [1300, 1200, 1200 - len(rest[0].results)]
+    # the arrivals are above the last `_id` received: the next run, resuming after it, gets exactly them
+    resumed = client.iter_submission_pages_concurrent(uid, after_id=rest[-1].last_id, workers=3,
+                                                      page_size=100, fields=["_id"])
+    assert ids_of(resumed) == sorted(added)
+
+
+def test_first_round_asks_three_pages_and_nothing_open_ended(client: KoboClient, srv: DemoKoboServer) -> None:
+    uid = srv.household_uid
+    truth = sequential(client, uid)
+    mark = len(srv.requests)
+    pages = list(client.iter_submission_pages_concurrent(uid, workers=3, page_size=100, fields=["_id"]))
+    assert ids_of(pages) == truth
+    requests = srv.requests[mark:]
+    round_one = sorted((e.query["sort"], e.query["start"]) for e in requests[:3])
+    assert round_one == [('{"_id":-1}', "0"), ('{"_id":1}', "0"), ('{"_id":1}', "99")]
+    later = [orjson.loads(e.query["query"])["_id"] for e in requests[3:]]
+    assert all("$lte" in r and e.query["start"] == "0" for r, e in zip(later, requests[3:], strict=True))
+    # a request per page: the three of round one, then one per slice (none overflowed: the ids are even)
+    assert len(requests) == len(pages)
+    assert all(len(p.results) <= 100 for p in pages)
+
+
+@pytest.mark.parametrize("left", [101, 150, 198, 199, 200, 201, 250, 298, 299, 300, 301, 420])
+def test_first_round_pages_overlapping_at_the_end_of_the_range(
+    client: KoboClient, srv: DemoKoboServer, left: int
+) -> None:
+    """With fewer than three pages left, the second page reaches into the top page, or past it."""
+    truth = sequential(client, srv.household_uid)
+    pages = list(client.iter_submission_pages_concurrent(srv.household_uid, after_id=truth[-left - 1],
+                                                         workers=3, page_size=100, fields=["_id"]))
+    assert_ordered_pages(pages)
+    assert ids_of(pages) == truth[-left:]
+    assert all(orjson.loads(p.raw)["results"] == p.results for p in pages)
+
+
+def test_server_serving_smaller_pages_than_asked(client: KoboClient, srv: DemoKoboServer) -> None:
+    """A server that caps pages below the limit asked: the second page (asked at offset 99) does not reach
+    back to the first page (60 rows), so the gap between them is fetched as a slice of its own."""
+    uid = srv.household_uid
+    truth = sequential(client, uid)
+    srv.page_cap = 60
+    mark = len(srv.requests)
+    pages = list(client.iter_submission_pages_concurrent(uid, workers=3, page_size=100, fields=["_id"]))
+    assert_ordered_pages(pages)
+    assert ids_of(pages) == truth
+    assert max(len(p.results) for p in pages) == 60
+    gap = {"$gt": truth[59], "$lte": truth[99] - 1}  # up to the second page, which starts at truth[99]
+    assert gap in [orjson.loads(e.query["query"])["_id"] for e in srv.requests[mark + 3:]]
+    assert ids_of(client.iter_submission_pages(uid, page_size=100, fields=["_id"])) == truth
 
 
 def test_sparse_ids_with_a_hole_and_a_clump(client: KoboClient, srv: DemoKoboServer) -> None:
@@ -149,12 +203,12 @@ def test_sparse_ids_with_a_hole_and_a_clump(client: KoboClient, srv: DemoKoboSer
     assert ids_of(pages) == truth
     assert all(len(p.results) <= 100 for p in pages)
     requests = srv.requests[mark:]
-    assert sorted(e.query["sort"] for e in requests[:2]) == ['{"_id":-1}', '{"_id":1}']  # round one
-    ranges = [orjson.loads(e.query["query"])["_id"] for e in requests[2:]]
-    assert sum("$lte" not in r for r in ranges) == 1  # one open-ended request, for arrivals
+    assert sorted(e.query["sort"] for e in requests[:3]) == ['{"_id":-1}', '{"_id":1}', '{"_id":1}']
+    ranges = [orjson.loads(e.query["query"])["_id"] for e in requests[3:]]
+    assert all("$lte" in r for r in ranges)  # nothing open-ended: the crawl ends at the top page
     clump = [r for r in ranges if r["$gt"] >= ids[600] and r.get("$lte", 0) <= ids[899]]
     assert len(clump) >= 2  # the clump's rest went out as slices of its own
-    assert len(requests) <= 2 * len(pages) + 2
+    assert len(requests) <= 2 * len(pages) + 3
 
 
 def test_pages_already_yielded_are_let_go(client: KoboClient, srv: DemoKoboServer) -> None:
