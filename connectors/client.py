@@ -382,14 +382,13 @@ class KoboClient:
 
     # ------------------------------------------------------------------ submissions
 
-    def count_submissions(self, uid: str) -> int:
-        """Return the number of submissions of form `uid` the token can read (`count` of a limit=1 call)."""
-        data, _ = self._get_json(
-            URLS["data"].format(uid=uid),
-            {"limit": 1, "fields": '["_id"]'},
-            form=uid,
-            check=_check_envelope,
-        )
+    def count_submissions(self, uid: str, *, until_id: int | None = None) -> int:
+        """Return the number of submissions of form `uid` the token can read (`count` of a limit=1 call),
+        those up to `until_id` (inclusive) only when it is given."""
+        params: dict[str, Any] = {"limit": 1, "fields": '["_id"]'}
+        if until_id is not None:
+            params["query"] = orjson.dumps({"_id": {"$lte": int(until_id)}}).decode()
+        data, _ = self._get_json(URLS["data"].format(uid=uid), params, form=uid, check=_check_envelope)
         return int(data["count"])
 
     def iter_history_pages(

@@ -441,7 +441,9 @@ def sync_form(
         if full:
             _drop_missing_after_full(con, client, ctx, summary)
             set_sync_state(con, form.slug, polled_at=as_of, swept_at=as_of)
-        summary.server_count = client.count_submissions(form.asset_uid)
+        # up to the last `_id` loaded: submissions that arrived during the run are the next run's, not a gap
+        last_loaded = get_watermark(con, form.slug)
+        summary.server_count = client.count_submissions(form.asset_uid, until_id=last_loaded)
         summary.warehouse_count = count_submissions(con, form.slug)
         summary.tables = sorted(ctx.schema.tables)
         summary.schema = ctx.schema

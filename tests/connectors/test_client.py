@@ -128,6 +128,7 @@ def test_small_pages_and_count(client, srv, truth):
     assert [len(p.results) for p in pages] == [400, 400, 400, 300]
     assert all_ids(pages) == truth
     assert client.count_submissions(srv.household_uid) == HOUSEHOLDS
+    assert client.count_submissions(srv.household_uid, until_id=truth[399]) == 400  # the end-of-run count
 
 
 def test_page_size_is_capped_at_1000(client, srv):

@@ -12,6 +12,7 @@ from sync_helpers import (
     assert_same_form,
     data_requests,
     dump_form,
+    fast_client,
     hold_back,
     ids_of,
     query,
@@ -170,3 +171,28 @@ def test_count_mismatch_at_the_end_of_a_run_is_a_warning(
     assert (after.server_count, after.warehouse_count) == (119, 119)
     runs = query(wh, "SELECT status, server_count, warehouse_count FROM ops.sync_runs ORDER BY started")
     assert runs[-1] == ("success", 119, 119)
+
+
+def test_submissions_arriving_during_a_run_are_the_next_runs(
+    fresh_server: DemoKoboServer, tmp_path: Path
+) -> None:
+    """The crawl takes what was there when it started; the count check counts up to the last `_id` loaded,
+    so arrivals meanwhile are neither a gap nor a warning, and the next run loads exactly them."""
+    server = fresh_server
+    settings = sync_settings(server, tmp_path / "inc", page_size=PAGE, history=False)
+    added: list[int] = []
+
+    def arrive_after_the_first_page(page) -> None:  # noqa: ANN001 — a SubmissionPage
+        if not added:
+            added.extend(server.add_submissions(server.household_uid, 5))
+
+    first = sync_once(settings, progress=arrive_after_the_first_page)
+    assert (first.inserted, first.server_count, first.warehouse_count) == (120, 120, 120)
+    assert first.status == "success"
+    assert len(added) == 5 and not set(added) & set(ids_of(settings.warehouse_path))
+    assert fast_client(server).count_submissions(server.household_uid) == 125  # KoBo's total, meanwhile
+
+    second = sync_once(settings)
+    assert (second.inserted, second.server_count, second.warehouse_count) == (5, 125, 125)
+    assert second.status == "success"
+    assert sorted(ids_of(settings.warehouse_path))[-5:] == sorted(added)
