@@ -1,14 +1,16 @@
 """End-to-end benchmark of `kobo-etl sync` against the demo KoBo server, with the floor in the same run.
 
     .venv/bin/python bench/run.py --submissions 10000 [--latency-ms L] [--no-checks] [--concurrency K]
-                                  [--incremental] [--startup] [--prerender] [--json results.json]
+                                  [--incremental] [--startup] [--prerender] [--dlt] [--json results.json]
 
 The demo server runs in a separate process (its own GIL: generating pages must not slow the sync down),
 with N generated household submissions. The sync is the real `pipelines.run.run_sync` into a fresh data
 folder; stages are timed from outside by wrapping the module-level functions `pipelines/sync.py` and
 `pipelines/checks.py` call (in this process only). The floor is fetching the same pages (keyset on `_id`,
-1 000 per page, plain `requests`) and reading them with DuckDB's JSON reader, nothing else. Figures are for
-reading by people: benchmarks are never timed assertions in tests (see bench/README.md).
+1 000 per page, plain `requests`) and reading them with DuckDB's JSON reader, nothing else. `--dlt` also
+loads the same server's submissions with dlt (bench/dlt_baseline.py, in its own venv), the generic loader
+issue #9 compares against. Figures are for reading by people: benchmarks are never timed assertions in tests
+(see bench/README.md).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 DEMO_KEY = "DEMO-KEY-not-secret-do-not-use-for-real-data-0123456789"
+# dlt is not a project dependency: the baseline runs in a venv of its own, created on first use (gitignored)
+DLT_VENV = REPO / "bench" / ".dlt-venv"
+DLT_PACKAGES = ("dlt[duckdb]", "pyarrow")
 
 
 # ------------------------------------------------------------------------------------ the server process
@@ -570,6 +575,63 @@ def run_fetch_only(server: ServerProcess, settings: Any, concurrency: int) -> di
     return {"wall_s": wall, "rows": rows, "requests": requests_n, "bytes": nbytes}
 
 
+# ------------------------------------------------------------------------------------ the dlt baseline
+
+
+def ensure_dlt_venv() -> Path:
+    """The python of `bench/.dlt-venv` with dlt, DuckDB and pyarrow; the venv is created or completed here."""
+    python = DLT_VENV / "bin" / "python"
+    check = ("import importlib.util as u, sys; "
+             "sys.exit(not all(u.find_spec(m) for m in ('dlt', 'duckdb', 'pyarrow')))")
+    if python.exists() and subprocess.run([str(python), "-c", check]).returncode == 0:
+        return python
+    if not python.exists():
+        print(f"dlt baseline: creating {DLT_VENV} ({sys.executable} -m venv)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(DLT_VENV)], check=True)
+    print(f"dlt baseline: pip install {' '.join(repr(p) for p in DLT_PACKAGES)} into {DLT_VENV}", flush=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *DLT_PACKAGES], check=True)
+    return python
+
+
+def run_dlt(server: ServerProcess, work: Path, loader_file_format: str) -> dict[str, Any]:
+    """bench/dlt_baseline.py in the dlt venv against the same server: its JSON, requests, bytes, CPU, load.
+
+    On failure the result is `{"error": ...}`: the sync and the floor measured before it are still reported.
+    """
+    python = ensure_dlt_venv()
+    out = work / f"dlt-{loader_file_format}"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [str(python), str(REPO / "bench" / "dlt_baseline.py"), "--url", server.url, "--token", server.token,
+           "--uid", server.uid, "--out", str(out), "--loader-file-format", loader_file_format]
+    mark = server.call("mark")
+    load_before = os.getloadavg()[0]
+    # the subprocess's CPU: what finished children used, before and after (it is the only one that ends)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu0 = cpu_s(server.pid)
+    t0 = time.perf_counter()
+    # cwd = the output folder: dlt reads `.dlt/` config from the working directory, and must find none
+    proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=3600)
+    process_s = time.perf_counter() - t0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    dlt_cpu = (children.ru_utime + children.ru_stime) - (children0.ru_utime + children0.ru_stime)
+    requests_n, nbytes, _ = server.since(mark)
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}",
+                "loadavg_1m": (load_before, os.getloadavg()[0])}
+    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    res.update({
+        "process_s": process_s,  # the whole subprocess: Python and dlt start-up included
+        "requests": requests_n,
+        "bytes": nbytes,
+        "cpu_s": {
+            "dlt process": dlt_cpu,
+            "demo server": cpu_s(server.pid) - server_cpu0,
+        },
+        "loadavg_1m": (load_before, os.getloadavg()[0]),
+    })
+    return res
+
+
 # ------------------------------------------------------------------------------------ start-up
 
 
@@ -667,6 +729,8 @@ def print_report(res: dict[str, Any]) -> None:
         r2 = nc["wall_s"] / floor["wall_s"]
         print(f"sync without checks/publishing / floor = {r2:.2f}x (target <= 1.5x): "
               f"{'MET' if r2 <= 1.5 else 'NOT MET'}")
+    if "dlt" in res:
+        print_dlt(res)
     if "incremental" in res:
         inc = res["incremental"]
         print(f"incremental, nothing new: {inc['nothing_new']['requests']} requests, "
@@ -681,6 +745,29 @@ def print_report(res: dict[str, Any]) -> None:
         print(f"start-up `kobo-etl sync{' --prefect' if s['prefect'] else ''}` (200 submissions): "
               f"first request after {s['to_first_request_s']:.2f} s, whole command {s['total_s']:.2f} s, "
               f"exit {s['exit']}")
+
+
+def print_dlt(res: dict[str, Any]) -> None:
+    """The dlt baseline's line, its tables, and dlt Parquet / sync without checks when both ran."""
+    d = res["dlt"]
+    if "error" in d:
+        print(f"dlt baseline failed (load {d['loadavg_1m'][0]:.2f}/{d['loadavg_1m'][1]:.2f}): {d['error']}")
+        return
+    steps = ", ".join(f"{k} {v:.2f}" for k, v in d["steps_s"].items() if k != "run")
+    print(f"dlt {d['dlt']} (REST API source -> DuckDB, {d['loader_file_format']}): {d['wall_s']:.2f} s "
+          f"({steps}; whole process {d['process_s']:.2f} s), {d['requests']} requests, "
+          f"{d['bytes'] / 1e6:,.1f} MB, peak RSS {d['peak_mb']:,.0f} MB, "
+          f"load {d['loadavg_1m'][0]:.2f}/{d['loadavg_1m'][1]:.2f}")
+    print("   CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in d["cpu_s"].items()))
+    print("   rows: " + ", ".join(f"{k} {v}" for k, v in d["rows"].items()))
+    if d["rows"].get("submissions") != res["submissions"]:
+        print(f"   WARNING: dlt loaded {d['rows'].get('submissions')} submissions, not {res['submissions']}")
+    # the target is against dlt's Parquet mode and the sync without validation and publishing
+    nc = res["sync"] if not res["checks"] else res.get("sync_no_checks")
+    if nc is not None and d["loader_file_format"] == "parquet":
+        r = d["wall_s"] / nc["wall_s"]
+        print(f"dlt parquet / sync without checks/publishing = {r:.2f}x (target >= 5x): "
+              f"{'MET' if r >= 5 else 'NOT MET'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -704,6 +791,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="serve pages from records encoded once (DemoKoboServer.prerender), not generated per "
                         "request: lowers the floor; off by default so rounds stay comparable")
     p.add_argument("--startup", action="store_true", help="also time `kobo-etl sync` start-up")
+    p.add_argument("--dlt", action="store_true",
+                   help="then load the same submissions with dlt (bench/dlt_baseline.py, in bench/.dlt-venv, "
+                        "created if missing)")
+    p.add_argument("--dlt-format", default="parquet", choices=("parquet", "jsonl", "insert_values"),
+                   help="dlt's loader_file_format (default parquet, as issue #9's target; dlt's own default "
+                        "for DuckDB is insert_values)")
     p.add_argument("--keep", action="store_true", help="keep the data folder")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = p.parse_args(argv)
@@ -763,6 +856,9 @@ def main(argv: list[str] | None = None) -> int:
             res["sync_no_checks"] = run_one_sync(settings2, server, checks=False,
                                                  concurrency=args.concurrency)
         res["floor"] = run_floor(server, work)
+        if args.dlt:  # last: the sync and the floor run as in earlier rounds, before it
+            save(res, args.json)
+            res["dlt"] = run_dlt(server, work, args.dlt_format)
     finally:
         server.close()
         if not args.keep:
