@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.errors import ConfigError
+
+#: DuckDB's memory cap as DuckDB reads it: a size (256MiB, 1GB, 0.5GiB) or a share of the RAM (50%)
+_MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*([kmgt]i?b|b|%)", re.IGNORECASE)
 
 #: Clearly labelled, public key used only by `kobo-etl demo` and the tests. Never use it for real data.
 DEMO_PSEUDONYMISATION_KEY = "DEMO-KEY-not-secret-do-not-use-for-real-data-0123456789"
@@ -32,6 +36,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(60.0, validation_alias="KOBO_ETL_REQUEST_TIMEOUT")
     max_retry_s: float = Field(300.0, validation_alias="KOBO_ETL_MAX_RETRY_SECONDS")
     page_size: int = Field(1000, ge=1, le=1000, validation_alias="KOBO_ETL_PAGE_SIZE")
+    # DuckDB's share of RAM per warehouse connection (docs/operations.md §7, "Memory and disk")
+    duckdb_memory_limit: str = Field("256MiB", validation_alias="KOBO_ETL_DUCKDB_MEMORY_LIMIT")
     # alerts on a failed or red run (pipelines/alerts.py); the webhook URL embeds a secret, hence SecretStr
     alert_webhook_url: SecretStr | None = Field(None, validation_alias="KOBO_ETL_ALERT_WEBHOOK_URL")
     smtp_host: str | None = Field(None, validation_alias="KOBO_ETL_SMTP_HOST")
@@ -41,6 +47,13 @@ class Settings(BaseSettings):
     smtp_from: str | None = Field(None, validation_alias="KOBO_ETL_SMTP_FROM")
     smtp_to: str | None = Field(None, validation_alias="KOBO_ETL_SMTP_TO")  # comma-separated addresses
     smtp_starttls: bool = Field(True, validation_alias="KOBO_ETL_SMTP_STARTTLS")
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_limit(cls, value: str) -> str:
+        if not _MEMORY_LIMIT.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not a size: write e.g. 256MiB, 1GB or 50% (of the RAM)")
+        return value.strip()
 
     @property
     def warehouse_path(self) -> Path:

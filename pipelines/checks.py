@@ -153,7 +153,8 @@ def publish_outputs(
             errors = [str(e) for e in result.errors]
             for error in errors:
                 log.error("indicator failed: %s", error)
-    publish(con, settings.data_dir / "exports", slugs, fmt=settings.export_format, run_id=run_id)
+    publish(con, settings.data_dir / "exports", slugs, fmt=settings.export_format, run_id=run_id,
+            memory_limit=settings.duckdb_memory_limit)
     report = write_report(con, settings.data_dir / "reports", list(forms), hfc=hfc, schemas=schemas)
     log.info("published %d form(s) to %s; report %s", len(slugs), settings.data_dir / "exports", report)
     return errors

@@ -161,7 +161,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from warehouse import connect
 
     forms = select_forms(settings, args.forms or None)
-    with connect(settings.warehouse_path, wait_s=args.wait) as con:
+    with connect(settings.warehouse_path, wait_s=args.wait, memory_limit=settings.duckdb_memory_limit) as con:
         index = write_report(con, settings.data_dir / "reports", forms)
     print(f"wrote {index}")
     return EXIT_OK
@@ -175,7 +175,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     forms = select_forms(settings, args.forms or None)
     if args.format:
         settings = settings.model_copy(update={"export_format": args.format})
-    with connect(settings.warehouse_path, wait_s=args.wait) as con:
+    with connect(settings.warehouse_path, wait_s=args.wait, memory_limit=settings.duckdb_memory_limit) as con:
         errors = publish_outputs(con, settings, forms)
     print(f"published {len(forms)} form(s) to {settings.data_dir / 'exports'}")
     for error in errors:

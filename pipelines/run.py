@@ -86,7 +86,7 @@ def run_sync(
     try:
         settings.require_key()  # stop before fetching anything when the key is missing
         client = client or make_client(settings)
-        con = connect(settings.warehouse_path, wait_s=wait_s)
+        con = connect(settings.warehouse_path, wait_s=wait_s, memory_limit=settings.duckdb_memory_limit)
     except EtlError as exc:
         if alerts:
             alert_exception(settings, exc, [f.slug for f in forms])

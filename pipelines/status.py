@@ -84,10 +84,10 @@ def open_read_only(settings: Settings) -> tuple[duckdb.DuckDBPyConnection | None
     if not live.exists():
         return None, None, f"no warehouse yet at {live}: run `kobo-etl sync` first"
     try:
-        return connect(live, read_only=True), live, None
+        return connect(live, read_only=True, memory_limit=settings.duckdb_memory_limit), live, None
     except WarehouseLocked as exc:
         if snapshot.exists():
-            con = connect(snapshot, read_only=True)
+            con = connect(snapshot, read_only=True, memory_limit=settings.duckdb_memory_limit)
             return con, snapshot, (
                 f"the warehouse is in use by another program ({exc}); showing the last published snapshot "
                 f"{snapshot}, which may be older than the running sync"

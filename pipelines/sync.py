@@ -29,6 +29,7 @@ from transforms.page import PageTransform
 from transforms.privacy import apply_policy_to_schema, check_strict
 from warehouse import (
     SyncState,
+    WarehouseOutOfMemory,
     count_submissions,
     create_label_views,
     delete_submissions,
@@ -412,6 +413,7 @@ def sync_form(
     started = time.monotonic()
     summary = SyncSummary(form=form.slug)
     summary.run_id = start_run(con, form.slug)
+    step = "load"  # for an out-of-memory error's message
     try:
         key = settings.require_key()
         ctx = load_form_context(
@@ -448,6 +450,7 @@ def sync_form(
         summary.tables = sorted(ctx.schema.tables)
         summary.schema = ctx.schema
         if checks and (len(loaded) or summary.deleted):
+            step = "checks"
             summary.checks_failed, summary.hfc = check_form(con, form, ctx.schema, loaded, summary.run_id)
         elif checks:
             # nothing new, edited or deleted: the last checks still describe the data, so they stand
@@ -460,10 +463,18 @@ def sync_form(
                 form.slug, summary.server_count, summary.warehouse_count,
             )
     except Exception as exc:  # noqa: BLE001 — recorded in ops.sync_runs, then re-raised
+        error: Exception = exc
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            # to be expected on a small machine or a very wide form: name the step and the setting that helps
+            error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit)
+        elif isinstance(exc, EtlError) and isinstance(exc.__cause__, duckdb.OutOfMemoryException):
+            error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit, detail=str(exc))
         summary.status = "failed"
-        summary.error = str(exc) if _is_expected(exc) else f"{type(exc).__name__}: {exc}"
+        summary.error = str(error) if _is_expected(error) else f"{type(error).__name__}: {error}"
         summary.duration_s = time.monotonic() - started
         fail_run(con, summary.run_id, summary.error)
+        if error is not exc:
+            raise error from exc
         raise
     summary.duration_s = time.monotonic() - started
     summary.status = finish_run(

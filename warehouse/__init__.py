@@ -1,7 +1,7 @@
 """DuckDB warehouse: form tables from the schema, idempotent upserts, ops and meta tables, label views."""
 
 from warehouse.db import connect
-from warehouse.errors import WarehouseError, WarehouseLocked
+from warehouse.errors import WarehouseError, WarehouseLocked, WarehouseOutOfMemory
 from warehouse.load import (
     SchemaChange,
     SyncState,
@@ -30,7 +30,8 @@ from warehouse.ops import fail_run, finish_run, start_run, upsert_pending_privac
 from warehouse.sql import quote_ident, quote_literal
 
 __all__ = [
-    "connect", "WarehouseError", "WarehouseLocked", "SchemaChange", "UpsertCounts", "count_submissions",
+    "connect", "WarehouseError", "WarehouseLocked", "WarehouseOutOfMemory", "SchemaChange", "UpsertCounts",
+    "count_submissions",
     "delete_submissions", "ensure_tables", "get_watermark", "SyncState", "get_sync_state", "set_sync_state",
     "set_history_refused", "ids_by_root_uuid",
     "load_session", "read_manifest", "set_watermark", "upsert_batch",

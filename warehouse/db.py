@@ -46,19 +46,25 @@ SETTINGS: dict[str, str | bool] = {
 }
 
 
-def apply_settings(con: duckdb.DuckDBPyConnection) -> None:
-    """Apply `SETTINGS` to a DuckDB connection (warehouse connections get them from `connect`)."""
+def apply_settings(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None) -> None:
+    """Apply `SETTINGS` to a DuckDB connection (warehouse connections get them from `connect`), with
+    `memory_limit` (DuckDB's syntax: 256MiB, 1GB, 50%) instead of the default one when given."""
     for name, value in SETTINGS.items():
+        if name == "memory_limit" and memory_limit is not None:
+            value = memory_limit
         con.execute(f"SET {name} = ?", [value])
 
 
-def connect(path: Path, *, read_only: bool = False, wait_s: float = 0) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: Path, *, read_only: bool = False, wait_s: float = 0, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open the warehouse, creating its folder and the `ops`, `meta`, `marts` schemas on first use.
 
     Args:
         path: the DuckDB file, e.g. `data/warehouse.duckdb`.
         read_only: open without write access (no schema is created).
         wait_s: when another process holds the file, keep trying this many seconds before giving up.
+        memory_limit: DuckDB's memory cap (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`); default `SETTINGS`' 256 MiB.
 
     Raises:
         WarehouseLocked: another process holds the file (after waiting `wait_s`).
@@ -85,7 +91,7 @@ def connect(path: Path, *, read_only: bool = False, wait_s: float = 0) -> duckdb
                 told = True
             time.sleep(_POLL_S)
     try:
-        apply_settings(con)
+        apply_settings(con, memory_limit=memory_limit)
         if not read_only:
             con.execute("CREATE SCHEMA IF NOT EXISTS meta")
             con.execute("CREATE SCHEMA IF NOT EXISTS marts")

@@ -2,7 +2,8 @@
 
     EtlError (config.errors)
     └── WarehouseError            a load, a schema change or the DuckDB file itself failed
-        └── WarehouseLocked       another process holds the file (+Transient: retry later)
+        ├── WarehouseLocked       another process holds the file (+Transient: retry later)
+        └── WarehouseOutOfMemory  a step needed more than DuckDB's memory cap
 
 Messages name the warehouse file, the form and the table; never a submission value (DuckDB's own
 conversion errors quote the offending value, so they are chained with `from exc`, not copied).
@@ -30,4 +31,18 @@ class WarehouseLocked(WarehouseError, Transient):
         super().__init__(
             f"the warehouse {self.path} is open in another program ({who}); "
             f"close it or use the read-only copy {copy}"
+        )
+
+
+class WarehouseOutOfMemory(WarehouseError):
+    """DuckDB needed more memory than its cap for a step that cannot spill to disk."""
+
+    def __init__(self, step: str, limit: str, detail: str | None = None) -> None:
+        self.step = step
+        self.limit = limit
+        what = f"DuckDB ran out of memory in the {step} (its cap is {limit})"
+        super().__init__(
+            f"{what}{': ' + detail if detail else ''}; set KOBO_ETL_DUCKDB_MEMORY_LIMIT higher in .env (e.g. "
+            "512MiB or 1GB; docs/operations.md, \"Memory and disk\") and run the sync again: what was loaded "
+            "before stays loaded"
         )

@@ -42,8 +42,9 @@ _TO_BIGINT = {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEG
 _TO_DOUBLE = {"FLOAT", "REAL", "HUGEINT", "UHUGEINT"}
 _TO_TIMESTAMP = {"TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
 BRIDGE_SUFFIX = "__selected"
-#: DuckDB's memory limit while the snapshot is copied (`_copy_database`); half the warehouse's usual one
-SNAPSHOT_MEMORY_LIMIT = "128MiB"
+#: units of DuckDB's `current_setting('memory_limit')` ("256.0 MiB") and of sizes users write
+_UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
 
 
 class PublishError(WarehouseError):
@@ -72,6 +73,7 @@ def publish(
     run_id: str | None = None,
     warehouse_path: Path | None = None,
     copy_warehouse: bool = True,
+    memory_limit: str | None = None,
 ) -> PublishResult:
     """Export the forms' tables, labels and indicators for Power BI, and a read-only warehouse copy.
 
@@ -83,6 +85,9 @@ def publish(
         run_id: the sync run these data come from; by default the form's last successful run in ops.sync_runs.
         warehouse_path: where the read-only copy goes; default `out_dir/warehouse.duckdb`.
         copy_warehouse: keep the snapshot as the analysts' copy (False: delete it after exporting).
+        memory_limit: the warehouse's memory limit as configured (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`), set again
+            after the snapshot's copy; by default the limit DuckDB reports, which it rounds down (1.5GB
+            shows as 1.3 GiB).
 
     Raises:
         PublishError: a form is not in the warehouse, or writing failed (nothing half-written is left
@@ -99,7 +104,7 @@ def publish(
     tmp_dirs: list[Path] = []
     try:
         staged: list[tuple[str, Path]] = []
-        with _snapshot(con, snap_path):
+        with _snapshot(con, snap_path, memory_limit):
             schemas = {
                 r[0]
                 for r in con.execute(
@@ -155,7 +160,7 @@ def publish(
 
 
 @contextmanager
-def _snapshot(con: duckdb.DuckDBPyConnection, snap_path: Path) -> Iterator[None]:
+def _snapshot(con: duckdb.DuckDBPyConnection, snap_path: Path, memory_limit: str | None) -> Iterator[None]:
     """Copy the whole warehouse to `snap_path` in one statement (one transaction: a consistent snapshot)
     and make it the connection's default database while the block runs.
 
@@ -169,7 +174,7 @@ def _snapshot(con: duckdb.DuckDBPyConnection, snap_path: Path) -> Iterator[None]
     alias = f"publish_{snap_path.name.split('.')[1][:12]}"
     con.execute(f"ATTACH {quote_literal(str(snap_path))} AS {quote_ident(alias)}")
     try:
-        _copy_database(con, source, alias)
+        _copy_database(con, source, alias, memory_limit)
         con.execute(f"USE {quote_ident(alias)}")
         try:
             yield
@@ -179,8 +184,22 @@ def _snapshot(con: duckdb.DuckDBPyConnection, snap_path: Path) -> Iterator[None]
         con.execute(f"DETACH {quote_ident(alias)}")
 
 
-def _copy_database(con: duckdb.DuckDBPyConnection, source: str, target: str) -> None:
-    """`COPY FROM DATABASE` under `SNAPSHOT_MEMORY_LIMIT`, then the connection's own limit again.
+def snapshot_memory_limit(current: str) -> str | None:
+    """The memory limit to copy the snapshot under: half the warehouse's (`current` as DuckDB shows it,
+    e.g. "256.0 MiB"), None if it cannot be read."""
+    number, _, unit = current.strip().partition(" ")
+    try:
+        size = float(number) * _UNITS[unit.strip().lower()]
+    except (ValueError, KeyError):
+        return None
+    return f"{int(size / 2 / 1024)}KiB"
+
+
+def _copy_database(
+    con: duckdb.DuckDBPyConnection, source: str, target: str, memory_limit: str | None
+) -> None:
+    """`COPY FROM DATABASE` under `snapshot_memory_limit`, then the connection's own limit again
+    (`memory_limit`, else the one DuckDB reports).
 
     The copy needs no working memory, but DuckDB keeps the rows it has not committed yet in the buffer pool
     for as long as the pool has room (500 000 submissions: ≈ 200 MB at the warehouse's 256 MiB). A lower
@@ -191,9 +210,14 @@ def _copy_database(con: duckdb.DuckDBPyConnection, source: str, target: str) -> 
     if row is None:  # a SELECT without FROM always returns one row; this only narrows the type
         raise PublishError("the warehouse did not report its memory limit")
     copy = f"COPY FROM DATABASE {quote_ident(source)} TO {quote_ident(target)}"
-    try:
-        con.execute("SET memory_limit = ?", [SNAPSHOT_MEMORY_LIMIT])
-    except duckdb.Error:  # more than that is pinned
+    usual = memory_limit or row[0]
+    lower = snapshot_memory_limit(row[0])
+    if lower is not None:
+        try:
+            con.execute("SET memory_limit = ?", [lower])
+        except duckdb.Error:  # more than that is pinned
+            lower = None
+    if lower is None:
         con.execute(copy)
         return
     try:
@@ -202,7 +226,7 @@ def _copy_database(con: duckdb.DuckDBPyConnection, source: str, target: str) -> 
     except duckdb.OutOfMemoryException:
         pass  # the failed copy was one statement: nothing of it is left, it can run again
     finally:
-        con.execute("SET memory_limit = ?", [row[0]])
+        con.execute("SET memory_limit = ?", [usual])
     con.execute(copy)
 
 

@@ -259,7 +259,7 @@ def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monk
     import warehouse.publish as publishing
 
     limit_before = con.execute("SELECT current_setting('memory_limit')").fetchone()
-    monkeypatch.setattr(publishing, "SNAPSHOT_MEMORY_LIMIT", limit)
+    monkeypatch.setattr(publishing, "snapshot_memory_limit", lambda current: limit)
     out = tmp_path / "exports"
     publish(con, out, [FORM])
     assert con.execute("SELECT current_setting('memory_limit')").fetchone() == limit_before

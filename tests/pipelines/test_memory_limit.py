@@ -1,0 +1,79 @@
+"""DuckDB's memory cap is a setting (KOBO_ETL_DUCKDB_MEMORY_LIMIT), and a sync that outgrows it fails with
+an error naming the form, the step and the setting, while the other forms and the data already loaded stay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from sync_helpers import SLUG, fast_client_for, query, sync_settings
+
+from config import ConfigError, load_settings
+from connectors.demo_server import DemoKoboServer
+from pipelines.run import run_sync
+from warehouse import connect
+from warehouse.publish import snapshot_memory_limit
+
+
+def limit_of(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_the_setting_is_read_checked_and_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().duckdb_memory_limit == "256MiB"
+    monkeypatch.setenv("KOBO_ETL_DUCKDB_MEMORY_LIMIT", "1GiB")
+    assert load_settings().duckdb_memory_limit == "1GiB"
+    for wrong in ("lots", "256", "-1GB", "1 GiB of RAM"):
+        monkeypatch.setenv("KOBO_ETL_DUCKDB_MEMORY_LIMIT", wrong)
+        with pytest.raises(ConfigError, match="KOBO_ETL_DUCKDB_MEMORY_LIMIT.*256MiB, 1GB or 50%"):
+            load_settings()
+    with connect(tmp_path / "w.duckdb") as con:
+        assert limit_of(con) == "256.0 MiB"
+    with connect(tmp_path / "w.duckdb", memory_limit="0.5GiB") as con:
+        assert limit_of(con) == "512.0 MiB"
+
+
+def test_snapshot_copies_under_half_the_limit() -> None:
+    assert snapshot_memory_limit("256.0 MiB") == "131072KiB"
+    assert snapshot_memory_limit("1.5 GiB") == f"{3 * 2**30 // 4 // 1024}KiB"
+    assert snapshot_memory_limit("512.0 KiB") == "256KiB"
+    assert snapshot_memory_limit("lots") is None and snapshot_memory_limit("12 parsecs") is None
+
+
+def sync_under(server: DemoKoboServer, root: Path, limit: str):  # noqa: ANN201 — (RunResult, Settings)
+    settings = sync_settings(server, root, duckdb_memory_limit=limit)
+    result = run_sync(settings, [SLUG], client=fast_client_for(settings), progress=False, alerts=False)
+    return result, settings
+
+
+def test_out_of_memory_in_the_checks_names_the_step_and_keeps_the_data(
+    fresh_server: DemoKoboServer, tmp_path: Path
+) -> None:
+    result, settings = sync_under(fresh_server, tmp_path / "small", "8MiB")
+    message = result.failures[SLUG]
+    assert message.startswith("DuckDB ran out of memory in the checks (its cap is 8MiB)")
+    assert "KOBO_ETL_DUCKDB_MEMORY_LIMIT" in message
+    assert result.error_types[SLUG] == "WarehouseOutOfMemory" and result.red
+    wh = settings.warehouse_path
+    assert query(wh, "SELECT status, error FROM ops.sync_runs") == [("failed", message)]
+    # the submissions were loaded before the checks ran out: they stay, and so does the watermark
+    assert query(wh, f'SELECT count(*) FROM "{SLUG}".submissions') == [(120,)]
+    assert query(wh, "SELECT count(*) FROM ops.watermarks WHERE form = ?", [SLUG]) == [(1,)]
+
+
+def test_out_of_memory_in_the_load_keeps_the_wrapped_detail(
+    fresh_server: DemoKoboServer, tmp_path: Path
+) -> None:
+    result, _ = sync_under(fresh_server, tmp_path / "tiny", "4MiB")
+    message = result.failures[SLUG]
+    assert message.startswith("DuckDB ran out of memory in the load (its cap is 4MiB): ")
+    assert "failed (OutOfMemoryException)" in message and "KOBO_ETL_DUCKDB_MEMORY_LIMIT" in message
+
+
+def test_a_larger_cap_then_syncs_and_checks(fresh_server: DemoKoboServer, tmp_path: Path) -> None:
+    result, settings = sync_under(fresh_server, tmp_path / "ok", "64MiB")
+    assert not result.failures and [s.status for s in result.summaries] != ["failed"]
+    assert query(settings.warehouse_path, "SELECT count(*) FROM ops.dq_results") != [(0,)]
