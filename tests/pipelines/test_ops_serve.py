@@ -181,3 +181,40 @@ def test_serve_runs_a_scheduled_tick_and_stops_on_ctrl_c(server, tmp_path):
     # a next tick may have begun just before Ctrl-C, so only the first run is checked
     assert rows and {r[0] for r in rows} == {"household_survey"}
     assert rows[0][1] in ("success", "warning") and rows[0][2] == 20, rows
+
+
+@pytest.mark.slow
+def test_serve_in_the_background_stops_on_sigterm(server, tmp_path):
+    """`kill <pid>` (SIGTERM: what systemd and `docker stop` send, and the way to stop a `serve` started in
+    a shell's background, which ignores Ctrl-C) shuts it down as cleanly as Ctrl-C, local server included."""
+    write_household_form(server, tmp_path / "forms", cron="0 3 * * *")  # no tick while the test runs
+    env = _base_env(tmp_path, api_url="")
+    del env["PREFECT_API_URL"]
+    (tmp_path / "prefect").mkdir()
+    serve_err = tmp_path / "serve.err"
+    serve = None
+    try:
+        with serve_err.open("wb") as err:
+            serve = subprocess.Popen(
+                [str(Path(sys.executable).parent / "kobo-etl"), "serve"],
+                env={**env, **demo_env(server, tmp_path)},
+                stdout=err,
+                stderr=err,
+                cwd=tmp_path,
+                start_new_session=True,
+            )
+        api_url = _local_server_url(serve, serve_err)
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while "being served" not in serve_err.read_text(errors="replace") and time.monotonic() < deadline:
+            assert serve.poll() is None, serve_err.read_text(errors="replace")[-2000:]
+            time.sleep(0.5)
+        serve.send_signal(signal.SIGTERM)
+        rc = serve.wait(timeout=STOP_TIMEOUT_S)
+        stderr = serve_err.read_text(errors="replace")
+        assert rc == 0, stderr[-2000:]
+        assert "SIGTERM received" in stderr and "All deployments have been paused" in stderr
+        assert "Traceback" not in stderr, stderr[-3000:]
+    finally:
+        _stop(serve)
+    with pytest.raises(httpx.HTTPError):  # the local Prefect server stopped with serve
+        httpx.get(f"{api_url}/health", timeout=2)
