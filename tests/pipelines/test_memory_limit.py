@@ -49,28 +49,27 @@ def sync_under(server: DemoKoboServer, root: Path, limit: str):  # noqa: ANN201 
     return result, settings
 
 
-def test_out_of_memory_in_the_checks_names_the_step_and_keeps_the_data(
-    fresh_server: DemoKoboServer, tmp_path: Path
+@pytest.mark.parametrize(
+    ("limit", "step", "detail", "kept"),
+    [
+        # the submissions were loaded before the checks ran out: they stay, and so does the watermark
+        ("8MiB", "checks", "", 120),
+        # the load's own error is kept as the detail; its group of pages was rolled back
+        ("4MiB", "load", ": loading 120 submissions into", 0),
+    ],
+)
+def test_out_of_memory_names_the_step_and_the_setting(
+    fresh_server: DemoKoboServer, tmp_path: Path, limit: str, step: str, detail: str, kept: int
 ) -> None:
-    result, settings = sync_under(fresh_server, tmp_path / "small", "8MiB")
+    result, settings = sync_under(fresh_server, tmp_path / "small", limit)
     message = result.failures[SLUG]
-    assert message.startswith("DuckDB ran out of memory in the checks (its cap is 8MiB)")
-    assert "KOBO_ETL_DUCKDB_MEMORY_LIMIT" in message
+    assert message.startswith(f"DuckDB ran out of memory in the {step} (its cap is {limit}){detail}")
+    assert "set KOBO_ETL_DUCKDB_MEMORY_LIMIT higher" in message
     assert result.error_types[SLUG] == "WarehouseOutOfMemory" and result.red
     wh = settings.warehouse_path
     assert query(wh, "SELECT status, error FROM ops.sync_runs") == [("failed", message)]
-    # the submissions were loaded before the checks ran out: they stay, and so does the watermark
-    assert query(wh, f'SELECT count(*) FROM "{SLUG}".submissions') == [(120,)]
-    assert query(wh, "SELECT count(*) FROM ops.watermarks WHERE form = ?", [SLUG]) == [(1,)]
-
-
-def test_out_of_memory_in_the_load_keeps_the_wrapped_detail(
-    fresh_server: DemoKoboServer, tmp_path: Path
-) -> None:
-    result, _ = sync_under(fresh_server, tmp_path / "tiny", "4MiB")
-    message = result.failures[SLUG]
-    assert message.startswith("DuckDB ran out of memory in the load (its cap is 4MiB): ")
-    assert "failed (OutOfMemoryException)" in message and "KOBO_ETL_DUCKDB_MEMORY_LIMIT" in message
+    assert query(wh, f'SELECT count(*) FROM "{SLUG}".submissions') == [(kept,)]
+    assert query(wh, "SELECT count(*) FROM ops.watermarks WHERE form = ?", [SLUG]) == [(1 if kept else 0,)]
 
 
 def test_a_larger_cap_then_syncs_and_checks(fresh_server: DemoKoboServer, tmp_path: Path) -> None:
