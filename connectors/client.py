@@ -658,7 +658,7 @@ class KoboClient:
 
 @dataclass(eq=False)  # a slice is found in the crawl by identity
 class _Slice:
-    """The submissions with `after` < `_id` <= `until` (None: unbounded), fetched with one request."""
+    """The submissions with `after` < `_id` <= `until`, fetched with one request."""
 
     after: int
     until: int
