@@ -1,23 +1,25 @@
 """`kobo-etl serve`: every configured form on its own schedule, in one process, with Prefect's `serve`.
 
 For one office laptop: no work pool and no worker. Each scheduled run executes in a subprocess, so a
-failed or crashed run does not stop the others or the serve loop; Ctrl-C stops it cleanly (Prefect pauses
-the schedules on shutdown, so nothing piles up while the laptop is off).
+failed or crashed run does not stop the others or the serve loop; Ctrl-C or SIGTERM (`kill`, `docker stop`)
+stops it cleanly (Prefect pauses the schedules on shutdown, so nothing piles up while the laptop is off).
 
 `serve` needs a real Prefect server: its scheduler creates the runs that `serve` picks up (the temporary
 server Prefect starts by itself when PREFECT_API_URL is unset runs no scheduler, so nothing would ever run).
 With PREFECT_API_URL set, that server is used. Without it, `serve_forms` starts a local one for as long as it
 serves — `prefect server start` on a free loopback port, its database in data/prefect/ so run history
-survives restarts — and stops it on Ctrl-C. Nothing to install or keep running on an office laptop.
+survives restarts — and stops it on Ctrl-C or SIGTERM. Nothing to install or keep running on an office laptop.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -123,12 +125,31 @@ def serve_forms(forms: Sequence[FormConfig], *, limit: int | None = 1, data_dir:
     if PREFECT_API_URL.value():
         _serve(forms, limit)
         return
-    with local_prefect_server(data_dir.resolve() / "prefect") as api_url:
+    with _sigterm_unwinds(), local_prefect_server(data_dir.resolve() / "prefect") as api_url:
         os.environ["PREFECT_API_URL"] = api_url  # the runs serve starts in subprocesses inherit it
         from prefect.settings import temporary_settings
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             _serve(forms, limit)
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Until Prefect's runner takes SIGTERM over (it then shuts down gracefully), make it a clean exit that
+    unwinds, so that the local Prefect server is stopped: killed by the signal's default action, `serve`
+    would leave that server running (`kill` or `docker stop` while it is still starting)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _serve(forms: Sequence[FormConfig], limit: int | None) -> None:
