@@ -42,9 +42,8 @@ _TO_BIGINT = {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEG
 _TO_DOUBLE = {"FLOAT", "REAL", "HUGEINT", "UHUGEINT"}
 _TO_TIMESTAMP = {"TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
 BRIDGE_SUFFIX = "__selected"
-#: units of DuckDB's `current_setting('memory_limit')` ("256.0 MiB") and of sizes users write
-_UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
+#: the units DuckDB shows its memory limit in (`current_setting('memory_limit')`: "256.0 MiB", "1.3 GiB")
+_UNITS = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
 
 
 class PublishError(WarehouseError):
