@@ -413,7 +413,7 @@ def sync_form(
     started = time.monotonic()
     summary = SyncSummary(form=form.slug)
     summary.run_id = start_run(con, form.slug)
-    step = "load"  # for an out-of-memory error's message
+    step = "setup of the form's tables and labels"  # for an out-of-memory error's message
     try:
         key = settings.require_key()
         ctx = load_form_context(
@@ -423,6 +423,7 @@ def sync_form(
         summary.schema_changes = [c.describe() for c in changes] + list(ctx.schema.type_changes)
         write_labels(con, ctx.schema, to_label_tables(ctx.schema))
         create_label_views(con, ctx.schema)
+        step = "load"
         as_of = datetime.now(UTC)  # what changes after this instant is left to the next run's history poll
         watermark = None if full else get_watermark(con, form.slug)
         loaded = LoadedIds(con, form.slug)

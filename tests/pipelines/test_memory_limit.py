@@ -56,6 +56,8 @@ def sync_under(server: DemoKoboServer, root: Path, limit: str):  # noqa: ANN201 
         ("8MiB", "checks", "", 120),
         # the load's own error is kept as the detail; its group of pages was rolled back
         ("4MiB", "load", ": loading 120 submissions into", 0),
+        # nothing loaded yet: the tables exist, the labels could not be written
+        ("2MiB", "setup of the form's tables and labels", ": writing the labels of form", 0),
     ],
 )
 def test_out_of_memory_names_the_step_and_the_setting(
