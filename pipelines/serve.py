@@ -89,27 +89,57 @@ def local_prefect_server(home: Path, *, start_timeout_s: float = 120) -> Iterato
         env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise ConfigError(f"the local Prefect server did not start; see {home / 'server.log'}")
-            try:
-                if requests.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise ConfigError(f"the local Prefect server did not answer; see {home / 'server.log'}")
-            time.sleep(0.5)
-        log.info("local Prefect server at %s (UI: %s)", api_url, api_url.removesuffix("/api"))
-        yield api_url
+        with _sigterm_stops(proc):
+            deadline = time.monotonic() + start_timeout_s
+            while True:
+                if proc.poll() is not None:
+                    raise ConfigError(f"the local Prefect server did not start; see {home / 'server.log'}")
+                try:
+                    if requests.get(f"{api_url}/health", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"the local Prefect server did not answer; see {home / 'server.log'}")
+                time.sleep(0.5)
+            log.info("local Prefect server at %s (UI: %s)", api_url, api_url.removesuffix("/api"))
+            yield api_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _terminate(proc)
         log_file.close()
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@contextmanager
+def _sigterm_stops(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Until Prefect's runner takes SIGTERM over (it then shuts down gracefully, and `local_prefect_server`
+    stops the server), SIGTERM stops the local Prefect server and exits at once with status 0.
+
+    The signal's default action would leave that server running (`kill` or `docker stop` while `serve` is
+    still starting); raising from the handler instead is not safe, as the exception can surface inside a
+    library that wraps it (seen: pydantic, while Prefect was being imported).
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        _terminate(proc)
+        os.write(2, b"kobo-etl serve: stopped (SIGTERM) while starting\n")
+        os._exit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve_forms(forms: Sequence[FormConfig], *, limit: int | None = 1, data_dir: Path = Path("data")) -> None:
@@ -125,31 +155,12 @@ def serve_forms(forms: Sequence[FormConfig], *, limit: int | None = 1, data_dir:
     if PREFECT_API_URL.value():
         _serve(forms, limit)
         return
-    with _sigterm_unwinds(), local_prefect_server(data_dir.resolve() / "prefect") as api_url:
+    with local_prefect_server(data_dir.resolve() / "prefect") as api_url:
         os.environ["PREFECT_API_URL"] = api_url  # the runs serve starts in subprocesses inherit it
         from prefect.settings import temporary_settings
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             _serve(forms, limit)
-
-
-@contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """Until Prefect's runner takes SIGTERM over (it then shuts down gracefully), make it a clean exit that
-    unwinds, so that the local Prefect server is stopped: killed by the signal's default action, `serve`
-    would leave that server running (`kill` or `docker stop` while it is still starting)."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _serve(forms: Sequence[FormConfig], limit: int | None) -> None:

@@ -221,6 +221,8 @@ def test_serve_in_the_background_stops_on_sigterm(server, tmp_path, when):
         if when == "serving":
             assert "SIGTERM received, initiating graceful shutdown" in stderr
             assert "All deployments have been paused" in stderr
+        else:
+            assert "stopped (SIGTERM) while starting" in stderr
     finally:
         _stop(serve)
     with pytest.raises(httpx.HTTPError):  # the local Prefect server stopped with serve
