@@ -400,9 +400,12 @@ def _problem_index(households: int) -> dict[int, tuple[str, int | None]]:
 class HouseholdGenerator:
     """Generates household-survey submissions on demand; record ``i`` depends on ``(seed, i)`` only."""
 
-    def __init__(self, households: int, seed: int, base_url: str = "") -> None:
+    def __init__(self, households: int, seed: int, base_url: str = "", members: int | None = None) -> None:
+        if members is not None and members < 1:
+            raise ValueError(f"members per household must be at least 1, not {members}")
         self.households = households
         self.seed = seed
+        self.members = members  # every household this size; None: 1-14, about 4.3 on average
         self.base_url = base_url  # the server's url, for the attachments' download urls
         self._problems = _problem_index(households)
 
@@ -540,6 +543,8 @@ class HouseholdGenerator:
         resp_age = "150" if problem == "age_out_of_range" else str(18 + int(rnd() * 58))
         rec["respondent/resp_age"] = resp_age
         hh_size = min(1 + int(-4.0 * math.log(1.0 - rnd())), 14)
+        if self.members is not None:  # after the draw: the answers before the members stay the same
+            hh_size = self.members
         rec["household/hh_size"] = "twelve" if problem == "bad_integer" else str(hh_size)
         rec["household/head_sex"] = "female" if rnd() < 0.45 else "male"
         rec["household/head_age"] = str(18 + int(rnd() * 63))

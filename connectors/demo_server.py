@@ -650,8 +650,10 @@ class DemoKoboServer:
         include_fixtures: bool = True,
         port: int = 0,
         manage_asset: bool = True,
+        members: int | None = None,
     ) -> None:
         self.households = households
+        self.members = members  # members per household of the generated survey; None: 1-14 (≈ 4.3)
         self.seed = seed
         self.token = token
         self.include_fixtures = include_fixtures
@@ -711,7 +713,7 @@ class DemoKoboServer:
     # -- assets
     def _build_assets(self) -> dict[str, _Asset]:
         base = self.url
-        gen = dd.HouseholdGenerator(self.households, self.seed, base)
+        gen = dd.HouseholdGenerator(self.households, self.seed, base, self.members)
         n = self.households
 
         def version(uid: str, content_name: str, deployed: str | None, modified: str) -> dict[str, Any]:

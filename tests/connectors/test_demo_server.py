@@ -306,6 +306,26 @@ def test_same_seed_gives_the_same_bytes():
     assert ids[0] == ids[2]  # ids depend on the index only, not the seed
 
 
+def test_members_per_household_sets_every_household_size():
+    """`members` (bench/run.py --members) gives every household that many member rows and that size; the
+    answers drawn before the members are the default's."""
+    pages = {}
+    for members in (None, 9):
+        with DemoKoboServer(households=200, seed=5, include_fixtures=False, members=members) as srv:
+            pages[members] = data(srv, limit=200)["results"]
+    sized = [r for r in pages[9] if "members" in r]
+    assert len(sized) > 150  # every household that consented
+    assert {len(r["members"]) for r in sized} == {9}
+    assert {r["household/hh_size"] for r in sized} <= {"9", "twelve"}  # "twelve": the bad-integer problem
+    assert {len(r["members"]) for r in pages[None] if "members" in r} != {9}
+    for default, nine in zip(pages[None], pages[9], strict=True):
+        assert default["_id"] == nine["_id"]
+        for key in ("location/site", "respondent/resp_name", "respondent/phone"):
+            assert default.get(key) == nine.get(key)
+    with pytest.raises(ValueError, match="at least 1"):
+        dd.HouseholdGenerator(10, 5, members=0)
+
+
 def test_edit_keeps_id_and_root_uuid_and_changes_uuid(fresh_server):
     srv, uid = fresh_server, fresh_server.household_uid
     before = data(srv, limit=1, start=5)["results"][0]
