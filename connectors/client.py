@@ -581,6 +581,11 @@ class KoboClient:
         last `_id` received, finds it. A range that fits in one page costs the first round's requests.
         With fewer than 3 workers the first round is the first and the top page.
 
+        Resuming (`after_id` set) for whole submissions (`fields` None), the top page is asked for the
+        `_id`s only and its rows are fetched as slices like the rest: an incremental run's few new
+        submissions, which the first and the top page would both hold, then cross the network once (at
+        the cost of at most one more round when much is new). From the start, the top page brings its rows.
+
         A yielded page's `count` is the first page's count less the rows yielded before it (what a
         progress display needs), not the server's count for the slice it came from.
 
@@ -603,9 +608,11 @@ class KoboClient:
                                                   until_id=until_id)
             return
         fields_json = None if fields is None else orjson.dumps(list(fields)).decode()
+        top_has_rows = after_id is None or fields is not None
 
         def fetch(
-            after: int | None, until: int | None, descending: bool = False, start: int = 0
+            after: int | None, until: int | None, descending: bool = False, start: int = 0,
+            fields_json: str | None = fields_json,
         ) -> SubmissionPage | None:
             return self._keyset_page(uid, fields_json, after=after, until=until, limit=rows,
                                      descending=descending, start=start)[0]
@@ -613,7 +620,8 @@ class KoboClient:
         # the second page by offset overlaps the first by a row: it proves that nothing lies between them
         offset = rows - 1 if workers >= 3 and rows > 1 else 0
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kobo-fetch") as pool:
-            top_job = pool.submit(fetch, after_id, until_id, True)
+            top_fields = fields_json if top_has_rows else '["_id"]'
+            top_job = pool.submit(fetch, after_id, until_id, True, 0, top_fields)
             second_job = pool.submit(fetch, after_id, until_id, False, offset) if offset else None
             first = fetch(after_id, until_id)
             top = top_job.result()
@@ -631,8 +639,8 @@ class KoboClient:
             second_ids = _page_ids(second) if second is not None else []
             fill = _slice_fill([first_ids, second_ids, top_ids], first.size)
             # only the crawl holds the slices: a list kept here would keep every page until the end
-            crawl = _Crawl(_plan(first, (second, second_ids, offset), (top, top_ids), fill), fetch,
-                           window=2 * workers, fill=fill)
+            crawl = _Crawl(_plan(first, (second, second_ids, offset), (top, top_ids, top_has_rows), fill),
+                           fetch, window=2 * workers, fill=fill)
             for _ in range(workers):
                 pool.submit(crawl.work)
             left, last = first.count, after_id
@@ -755,13 +763,14 @@ class _Crawl:
 def _plan(
     first: SubmissionPage,
     second: tuple[SubmissionPage | None, list[int], int],
-    top: tuple[SubmissionPage, list[int]],
+    top: tuple[SubmissionPage, list[int], bool],
     fill: float,
 ) -> list[_Slice]:
     """The slices after the first page: the second page (`second`: the page, its `_id`s and the offset
     it was asked at; a slice for the gap before it if it does not reach back to the first page), the
-    range up to the top page cut by `_cut`, and the top page (`top`: the page and its `_id`s ascending;
-    fetched highest first, its rows above the pages before it only)."""
+    range up to the top page cut by `_cut`, and the top page (`top`: the page, its `_id`s ascending and
+    whether it holds the rows; fetched highest first, its rows above the pages before it only). A top
+    page of `_id`s only ends the range, which is cut up to its highest `_id`."""
     high = first.last_id
     assert high is not None  # a page with rows
     covered = first.size  # the rows up to `high`, as the server counted them
@@ -772,8 +781,12 @@ def _plan(
             slices.append(_Slice(high, ids[0] - 1))
         slices.append(_Slice(max(high, ids[0] - 1), ids[-1], page=page, state="done", trim=ids[0] <= high))
         high, covered = ids[-1], offset + len(ids)
-    page, ids = top
+    page, ids, has_rows = top
     bottom, top_id = ids[0], ids[-1]
+    if not has_rows:
+        if top_id > high:
+            slices += _cut(high, top_id, first.count - covered, first.size * fill)
+        return slices
     if bottom - 1 > high:  # not all above the pages before it fitted in the top page
         between = first.count - covered - page.size
         slices += _cut(high, bottom - 1, between, first.size * fill)

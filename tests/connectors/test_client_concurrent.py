@@ -232,3 +232,27 @@ def test_pages_already_yielded_are_let_go(client: KoboClient, srv: DemoKoboServe
     # the window: 2 × 3 slices' pages, the top page, the page yielded last, and one a worker has fetched
     # but not handed over yet (CI once counted 9 against the 8 of the first three)
     assert max(alive) <= 2 * 3 + 3
+
+
+@pytest.mark.parametrize("left", [1, 60, 99, 100, 101, 199, 250, 420])
+def test_resuming_for_whole_submissions_asks_the_top_page_for_ids_only(
+    client: KoboClient, srv: DemoKoboServer, left: int
+) -> None:
+    """An incremental run's new submissions cross the network once: the top page of round one brings only
+    `_id`s (it would otherwise repeat the first page's rows when little is new) and the range up to its
+    highest `_id` is fetched in slices."""
+    uid = srv.household_uid
+    truth = sequential(client, uid)
+    after = truth[-left - 1]
+    seq_bytes = sum(p.nbytes for p in client.iter_submission_pages(uid, after_id=after, page_size=100))
+    mark = len(srv.requests)
+    pages = list(client.iter_submission_pages_concurrent(uid, after_id=after, workers=3, page_size=100))
+    assert_ordered_pages(pages)
+    assert ids_of(pages) == truth[-left:]
+    assert all(len(row) > 3 for p in pages for row in p.results)  # whole submissions, not just ids
+    assert all(orjson.loads(p.raw)["results"] == p.results for p in pages)
+    requests = srv.requests[mark:]
+    assert [e.query.get("fields") for e in requests if e.query["sort"] == '{"_id":-1}'] == ['["_id"]']
+    whole = sum(e.nbytes for e in requests if "fields" not in e.query)
+    # the second page overlaps the first by a row, and each request has its envelope: nothing more twice
+    assert whole < seq_bytes * 1.05 + 4000, (whole, seq_bytes)
