@@ -1,7 +1,7 @@
 """dlt baseline for issue #9: load a form's submissions with dlt's generic REST API source into DuckDB.
 
-    bench/.dlt-venv/bin/python bench/dlt_baseline.py --url URL --token TOKEN --uid UID --out DIR
-                                                     [--loader-file-format parquet|jsonl|insert_values]
+    KOBO_TOKEN=... bench/.dlt-venv/bin/python bench/dlt_baseline.py --url URL --uid UID --out DIR
+        [--loader-file-format parquet|jsonl|insert_values]
 
 For the benchmark only (`bench/run.py --dlt` runs it against the same demo server as the sync): it needs
 `dlt[duckdb]` and `pyarrow`, which are *not* project dependencies, so it runs in its own venv
@@ -54,17 +54,19 @@ def peak_rss_mb() -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", required=True, help="the KoBo server, e.g. http://127.0.0.1:8000")
-    p.add_argument("--token", required=True)
     p.add_argument("--uid", required=True, help="the form's asset uid")
     p.add_argument("--out", type=Path, required=True, help="folder for the DuckDB file and dlt's state")
     p.add_argument("--loader-file-format", default="parquet", choices=("parquet", "jsonl", "insert_values"))
     args = p.parse_args(argv)
+    token = os.environ.get("KOBO_TOKEN")  # from the environment, as the project reads it: not in `ps`
+    if not token:
+        p.error("set KOBO_TOKEN to the server's API token")
     args.out.mkdir(parents=True, exist_ok=True)
 
     source = rest_api_source({
         "client": {
             "base_url": f"{args.url.rstrip('/')}/api/v2/",
-            "auth": {"type": "api_key", "name": "Authorization", "api_key": f"Token {args.token}",
+            "auth": {"type": "api_key", "name": "Authorization", "api_key": f"Token {token}",
                      "location": "header"},
             "paginator": {"type": "json_link", "next_url_path": "next"},
         },

@@ -601,8 +601,8 @@ def run_dlt(server: ServerProcess, work: Path, loader_file_format: str) -> dict[
     python = ensure_dlt_venv()
     out = work / f"dlt-{loader_file_format}"
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [str(python), str(REPO / "bench" / "dlt_baseline.py"), "--url", server.url, "--token", server.token,
-           "--uid", server.uid, "--out", str(out), "--loader-file-format", loader_file_format]
+    cmd = [str(python), str(REPO / "bench" / "dlt_baseline.py"), "--url", server.url, "--uid", server.uid,
+           "--out", str(out), "--loader-file-format", loader_file_format]
     mark = server.call("mark")
     load_before = os.getloadavg()[0]
     # the subprocess's CPU: what finished children used, before and after (it is the only one that ends)
@@ -610,7 +610,8 @@ def run_dlt(server: ServerProcess, work: Path, loader_file_format: str) -> dict[
     server_cpu0 = cpu_s(server.pid)
     t0 = time.perf_counter()
     # cwd = the output folder: dlt reads `.dlt/` config from the working directory, and must find none
-    proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=3600,
+                          env={**os.environ, "KOBO_TOKEN": server.token})  # not on the command line
     process_s = time.perf_counter() - t0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     dlt_cpu = (children.ru_utime + children.ru_stime) - (children0.ru_utime + children0.ru_stime)
