@@ -153,6 +153,12 @@ def publish_outputs(
             errors = [str(e) for e in result.errors]
             for error in errors:
                 log.error("indicator failed: %s", error)
+    else:
+        # a path someone set that is not there is a mistake to show; the default missing is a choice
+        explicit = "indicators_file" in settings.model_fields_set
+        log.log(logging.WARNING if explicit else logging.INFO,
+                "no indicators file at %s (KOBO_ETL_INDICATORS_FILE): no indicators computed",
+                settings.indicators_file)
     publish(con, settings.data_dir / "exports", slugs, fmt=settings.export_format, run_id=run_id,
             memory_limit=settings.duckdb_memory_limit)
     report = write_report(con, settings.data_dir / "reports", list(forms), hfc=hfc, schemas=schemas)

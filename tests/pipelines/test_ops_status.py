@@ -206,6 +206,10 @@ def test_report_publish_and_dictionary_commands(
     assert cli.main(["report"]) == cli.EXIT_OK and report.exists()
     assert cli.main(["publish"]) == cli.EXIT_OK
     assert (settings.data_dir / "exports" / "household_survey" / "submissions.parquet").exists()
+    # an indicators file that was set but is missing is said, not skipped in silence
+    missing = settings.data_dir.parent / "no-indicators.yaml"
+    log_text = (settings.data_dir / "logs" / "kobo-etl.log").read_text(encoding="utf-8")
+    assert f"WARNING kobo_etl.checks no indicators file at {missing} (KOBO_ETL_INDICATORS_FILE)" in log_text
 
     assert cli.main(["dictionary", "household_survey", "--out", str(tmp_path / "cb")]) == cli.EXIT_OK
     rows = list(csv.DictReader((tmp_path / "cb" / "codebook.csv").open(encoding="utf-8")))
