@@ -58,7 +58,7 @@ class SyncOptions(BaseModel):
     # KoBo server is shared (kf.kobotoolbox.org throttles with 429, which the client honours)
     concurrency: int = Field(3, ge=1, le=8)
     # processes that parse, pseudonymise and flatten pages beside the load; 0 = in the sync's own process;
-    # unset = decided per sync (workers from about 10 pages on, if the machine has 2 cores or more)
+    # unset = decided per sync (pipelines/workers.py `worker_count`: by the sync's size and the cores)
     transform_workers: int | None = Field(None, ge=0, le=16)
 
     @field_validator("full_sweep_every", "history_overlap", mode="before")

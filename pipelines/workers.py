@@ -23,6 +23,9 @@ from transforms.page import PageTransform, TransformedPage, cyclic_gc_paused, in
 #: With `sync.transform_workers` unset, a sync uses workers from this many submissions on (starting them
 #: costs about a second; in-process, 10 000 submissions take about 2 s of privacy and flattening).
 AUTO_MIN_SUBMISSIONS = 10_000
+#: ... on a 2-core machine only from this many: its one worker shares the cores with the load and the
+#: fetching, and gained nothing below (10 000 and 20 000: slower; 50 000: 2-17 % faster; bench/README.md)
+AUTO_MIN_SUBMISSIONS_2_CORES = 50_000
 #: ... one per core but one, and at most this many (each holds a couple of pages and their tables).
 AUTO_MAX_WORKERS = 4
 
@@ -34,15 +37,15 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_count(setting: int | None, expected_submissions: int) -> int:
+def worker_count(setting: int | None, expected_submissions: int, cores: int | None = None) -> int:
     """Worker processes for a sync of about `expected_submissions`: the form's setting, else by size and
-    cores."""
+    `cores` (default: the cores this process may use)."""
     if setting is not None:
         return setting
-    cores = usable_cores()
-    # one core stays with the sync itself (fetching, and DuckDB's load of the pages that came back); on 2
-    # cores one worker only moved the bottleneck into itself (bench/README.md), so workers start at 3
-    if cores < 3 or expected_submissions < AUTO_MIN_SUBMISSIONS:
+    cores = usable_cores() if cores is None else cores
+    # one core stays with the sync itself (fetching, and DuckDB's load of the pages that came back)
+    least = AUTO_MIN_SUBMISSIONS if cores >= 3 else AUTO_MIN_SUBMISSIONS_2_CORES
+    if cores < 2 or expected_submissions < least:
         return 0
     return min(cores - 1, AUTO_MAX_WORKERS)
 

@@ -92,6 +92,13 @@ def test_worker_count_follows_the_setting_then_the_size() -> None:
     assert worker_count(3, 1) == 3
     assert worker_count(None, 2_000) == 0  # small syncs stay in-process: starting workers costs ~1 s
     assert worker_count(None, 500_000) in (0, 1, 2, 3, 4)
+    # one core stays with the sync; on 2 cores the one worker pays off only for big syncs
+    assert worker_count(None, 500_000, cores=1) == 0
+    assert worker_count(None, 49_999, cores=2) == 0
+    assert worker_count(None, 50_000, cores=2) == 1
+    assert worker_count(None, 9_999, cores=4) == 0
+    assert worker_count(None, 10_000, cores=4) == 3
+    assert worker_count(None, 10_000, cores=16) == 4
 
 
 def test_tables_cross_the_pipe_intact() -> None:
