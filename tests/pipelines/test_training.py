@@ -87,8 +87,8 @@ def test_readme_indicator_example_is_what_the_demo_gives(demo_warehouse: Path) -
             code, period, disaggregation, group = row[:4]
             found = con.execute(
                 "SELECT round(value, 1), n, suppressed FROM marts.indicator_values"
-                " WHERE form = 'household_survey' AND indicator_code = ? AND period_start = ? AND disaggregation = ?"
-                " AND coalesce(disaggregation_value, '') = ?",
+                " WHERE form = 'household_survey' AND indicator_code = ? AND period_start = ?"
+                " AND disaggregation = ? AND coalesce(disaggregation_value, '') = ?",
                 [code, period, disaggregation, group],
             ).fetchall()
             assert [[shown(v) for v in r] for r in found] == [row[4:]], row
