@@ -24,7 +24,7 @@ from transforms.page import PageTransform, TransformedPage, cyclic_gc_paused, in
 #: costs about a second; in-process, 10 000 submissions take about 2 s of privacy and flattening).
 AUTO_MIN_SUBMISSIONS = 10_000
 #: ... on a 2-core machine only from this many: its one worker shares the cores with the load and the
-#: fetching, and gained nothing below (10 000 and 20 000: slower; 50 000: 2-17 % faster; bench/README.md)
+#: fetching, and gained nothing below (10 000 and 20 000: slower; 50 000: 3-17 % faster; bench/README.md)
 AUTO_MIN_SUBMISSIONS_2_CORES = 50_000
 #: ... one per core but one, and at most this many (each holds a couple of pages and their tables).
 AUTO_MAX_WORKERS = 4
