@@ -712,6 +712,10 @@ def print_report(res: dict[str, Any]) -> None:
     if "cpu_s" in full:
         print("  CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in full["cpu_s"].items()))
     print("  peak RSS (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in full["peaks_mb"].items()))
+    if res.get("workers_used"):
+        print(f"  privacy and flattening ran in {res['workers_used']} transform worker process(es), whose "
+              "time this process cannot split: 'transform (wait for workers)'; --transform-workers 0 "
+              "times them")
     print(f"floor: {floor['wall_s']:.2f} s (fetch {floor['fetch_s']:.2f} s + DuckDB read_json "
           f"{floor['read_s']:.2f} s), "
           f"{floor['requests']} requests, {floor['bytes'] / 1e6:,.1f} MB, {floor['rows']} rows, "
@@ -811,12 +815,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kobo_etl").setLevel(logging.WARNING)
 
+    from pipelines.workers import worker_count
+
     res: dict[str, Any] = {
         "submissions": args.submissions,
         "latency_ms": args.latency_ms,
         "members": args.members,
         "concurrency": args.concurrency,
         "transform_workers": args.transform_workers,
+        "workers_used": worker_count(args.transform_workers, args.submissions),  # as the sync decides
         "checks": not args.no_checks,
         "prerender_s": None,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
