@@ -63,7 +63,7 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_workbook_has_every_exercise() -> None:
     # a formatting slip (a missing "You should see:") would silently drop an exercise from the checks
-    assert WORKBOOK.read_text(encoding="utf-8").count("```sql") == len(exercises()) == 12
+    assert WORKBOOK.read_text(encoding="utf-8").count("```sql") == len(exercises()) == 13
     assert all(rows for _, _, rows in exercises())
 
 
