@@ -26,7 +26,7 @@ from pipelines.workers import transform_pages
 from transforms import to_form_schema, to_label_tables, with_attachments_table
 from transforms.model import FlatBatch, FormSchema
 from transforms.page import PageTransform
-from transforms.privacy import apply_policy_to_schema, check_strict
+from transforms.privacy import apply_policy_to_schema, check_strict, decided_questions, withheld_questions
 from warehouse import (
     SyncState,
     WarehouseOutOfMemory,
@@ -42,6 +42,7 @@ from warehouse import (
     load_session,
     pinned_columns,
     read_manifest,
+    remove_pending_privacy,
     set_history_refused,
     set_sync_state,
     start_run,
@@ -143,6 +144,21 @@ def load_form_context(
     policy = form.privacy
     check_strict(raw_schema, policy)
     return FormContext(form, raw_schema, apply_policy_to_schema(raw_schema, policy), policy, key)
+
+
+def update_privacy_todo(con: duckdb.DuckDBPyConnection, ctx: FormContext) -> None:
+    """Bring `ops.pending_privacy_decisions` up to date with the form's policy before any page: questions it
+    withholds are listed (also when no new submission arrives), questions it now decides are taken off.
+    Keys seen only in the data (not in the form) stay listed until a form version defines them."""
+    slug = ctx.config.slug
+    upsert_pending_privacy(
+        con, slug,
+        [{"xpath": w.xpath, "question_type": w.type, "reason": w.reason}
+         for w in withheld_questions(ctx.raw_schema, ctx.policy)],
+    )
+    done = remove_pending_privacy(con, slug, decided_questions(ctx.raw_schema, ctx.policy))
+    if done:
+        log.info("%s: %d question(s) decided in the privacy policy taken off the to-do list", slug, done)
 
 
 def load_pages(
@@ -419,6 +435,7 @@ def sync_form(
         ctx = load_form_context(
             client, form, key, settings.data_dir / "cache", pinned_columns(con, form.slug)
         )
+        update_privacy_todo(con, ctx)
         changes = ensure_tables(con, ctx.schema)
         summary.schema_changes = [c.describe() for c in changes] + list(ctx.schema.type_changes)
         write_labels(con, ctx.schema, to_label_tables(ctx.schema))

@@ -384,6 +384,14 @@ def withheld_questions(schema: FormSchema, policy: PrivacyPolicy) -> list[Withhe
     return list(policy_plan(schema, policy).withheld)
 
 
+def decided_questions(schema: FormSchema, policy: PrivacyPolicy) -> set[str]:
+    """The data keys and xpaths of the form's questions the policy (with its defaults) decides: a privacy
+    to-do listed under one of them is done."""
+    plan = policy_plan(schema, policy)
+    withheld = {w.xpath for w in plan.withheld}
+    return {k for key, d in plan.by_key.items() if d.rule is not None for k in (key, d.xpath)} - withheld
+
+
 def check_strict(schema: FormSchema, policy: PrivacyPolicy) -> None:
     """With `strict: true`, stop if any question has no policy entry (the error lists them, never values)."""
     if not policy.strict:

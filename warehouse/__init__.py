@@ -26,7 +26,7 @@ from warehouse.meta import (
     pinned_columns,
     write_labels,
 )
-from warehouse.ops import fail_run, finish_run, start_run, upsert_pending_privacy
+from warehouse.ops import fail_run, finish_run, remove_pending_privacy, start_run, upsert_pending_privacy
 from warehouse.sql import quote_ident, quote_literal
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "set_history_refused", "ids_by_root_uuid",
     "load_session", "read_manifest", "set_watermark", "upsert_batch",
     "widest_type", "create_label_views", "language_codes", "pinned_columns",
-    "write_labels", "fail_run", "finish_run", "start_run", "upsert_pending_privacy", "quote_ident",
+    "write_labels", "fail_run", "finish_run", "start_run", "upsert_pending_privacy", "remove_pending_privacy",
+    "quote_ident",
     "quote_literal",
 ]

@@ -156,6 +156,22 @@ def upsert_pending_privacy(
     return len(params)
 
 
+def remove_pending_privacy(con: duckdb.DuckDBPyConnection, form: str, xpaths: Iterable[str]) -> int:
+    """Take questions off the form's privacy to-do list (the policy now decides them); returns how many
+    were listed."""
+    keys = sorted(set(xpaths))
+    if not keys:
+        return 0
+    row = con.execute(
+        "SELECT count(*) FROM ops.pending_privacy_decisions WHERE form = ? AND list_contains(?, xpath)",
+        [form, keys],
+    ).fetchone()
+    con.execute(
+        "DELETE FROM ops.pending_privacy_decisions WHERE form = ? AND list_contains(?, xpath)", [form, keys]
+    )
+    return int(row[0]) if row else 0
+
+
 def record_schema_changes(con: duckdb.DuckDBPyConnection, rows: Iterable[tuple[Any, ...]]) -> None:
     """Append (form, version, table_name, column_name, change, detail, changed_at) rows."""
     params = [list(r) for r in rows]

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -229,3 +230,42 @@ def test_since_success_uses_the_given_clock(synced):
     (st,) = collect_status(settings, select_forms(settings, None), now=later).forms
     assert st.since_success_s > 3 * 86400 - 60
     assert "3d ago" in render_text(collect_status(settings, select_forms(settings, None), now=later))
+
+
+def test_privacy_todo_follows_the_policy(tmp_path):
+    """A question the policy does not decide is listed as a to-do, from the first sync on; once the policy
+    decides it, the next sync takes it off the list, also when no submission is new. A key only the data
+    has stays listed: no form version defines it yet."""
+    with DemoKoboServer(households=20, seed=7, include_fixtures=False) as srv:
+        some_id = next(iter(srv.add_submissions(srv.household_uid, 1)))
+        srv.edit_submission(srv.household_uid, some_id, {"surprise_field": "a value"})
+        settings = demo_settings(srv, tmp_path)
+        form_file = settings.forms_dir / "household_survey.yaml"
+        reviewed = form_file.read_text(encoding="utf-8")
+        undecided = re.sub(r"^    (needs_other|comments):.*\n", "", reviewed, flags=re.M)
+        assert undecided.count("\n") == reviewed.count("\n") - 2
+        form_file.write_text(undecided, encoding="utf-8")
+
+        def todo() -> list[tuple[str, str]]:
+            with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+                return con.execute(
+                    "SELECT xpath, question_type FROM ops.pending_privacy_decisions "
+                    "WHERE form = 'household_survey' ORDER BY xpath"
+                ).fetchall()
+
+        run_sync(settings, progress=False, checks=False, outputs=False, alerts=False)
+        assert todo() == [("comments", "text"), ("needs_other", "text"), ("surprise_field", "unknown")]
+        (st,) = collect_status(settings, select_forms(settings, None)).forms
+        assert st.pending_privacy == 3
+
+        form_file.write_text(reviewed, encoding="utf-8")
+        result = run_sync(settings, progress=False, checks=False, outputs=False, alerts=False)
+        assert result.summaries[0].inserted == 0  # nothing new: the policy alone settles the to-dos
+        assert todo() == [("surprise_field", "unknown")]
+        (st,) = collect_status(settings, select_forms(settings, None)).forms
+        assert st.pending_privacy == 1
+
+        # a decision taken back is listed again at once, before any new submission arrives
+        form_file.write_text(re.sub(r"^    comments:.*\n", "", reviewed, flags=re.M), encoding="utf-8")
+        run_sync(settings, progress=False, checks=False, outputs=False, alerts=False)
+        assert todo() == [("comments", "text"), ("surprise_field", "unknown")]
