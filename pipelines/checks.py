@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from config import FormConfig, Settings
-from config.indicators import IndicatorSet, load_indicators
+from config.indicators import IndicatorConfigError, IndicatorSet, load_indicators
 from expectations import (
     CheckResult,
     HfcReport,
@@ -146,7 +146,13 @@ def publish_outputs(
     slugs = [f.slug for f in forms]
     errors: list[str] = []
     if settings.indicators_file.exists():
-        definitions = indicators_for(load_indicators(settings.indicators_file), set(slugs))
+        try:
+            definitions = indicators_for(load_indicators(settings.indicators_file), set(slugs))
+        except IndicatorConfigError as exc:
+            # a typo in the indicators file must not keep the exports and the report from the data
+            definitions = IndicatorSet()
+            errors.append(f"no indicators computed: {exc}")
+            log.error("indicators not computed (the previous values stay in marts): %s", exc)
         if definitions.indicators:
             thresholds = {f.slug: f.privacy.small_cell_threshold for f in forms}
             result = compute_indicators(con, definitions, small_cell_threshold=thresholds, run_id=run_id)

@@ -7,9 +7,11 @@ import io
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -22,6 +24,7 @@ from pipelines.progress import CLEAR_LINE, SyncProgress
 from pipelines.run import run_sync, select_forms
 from pipelines.status import collect_status, render_text
 
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "tok-SECRET-7f3a9c"
 HOUSEHOLDS = 40
 
@@ -222,6 +225,28 @@ def test_report_publish_and_dictionary_commands(
     assert any("yes=Yes" in r["choices"] for r in rows)
     md = (tmp_path / "cb" / "codebook.md").read_text(encoding="utf-8")
     assert "## members" in md and "| `resp_age` |" in md
+
+
+def test_a_broken_indicators_file_does_not_stop_exports_or_report(
+    server, synced, monkeypatch, capsys, restore_logging, tmp_path
+):
+    settings, _ = synced
+    for k, v in demo_env(server, settings.data_dir.parent).items():
+        monkeypatch.setenv(k, v)
+    broken = tmp_path / "indicators.yaml"
+    text = (REPO / "config" / "indicators.yaml").read_text(encoding="utf-8")
+    assert "unit: mean" in text
+    broken.write_text(text.replace("unit: mean", "unit: average", 1), encoding="utf-8")
+    monkeypatch.setenv("KOBO_ETL_INDICATORS_FILE", str(broken))
+    report = settings.data_dir / "reports" / "household_survey.html"
+    export = settings.data_dir / "exports" / "household_survey" / "submissions.parquet"
+    report.unlink()
+    shutil.rmtree(settings.data_dir / "exports")
+
+    assert cli.main(["publish"]) == cli.EXIT_RED
+    assert report.exists() and export.exists()
+    err = capsys.readouterr().err
+    assert "FAILED no indicators computed:" in err and "unit" in err and str(broken) in err
 
 
 def test_since_success_uses_the_given_clock(synced):
