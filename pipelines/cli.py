@@ -78,7 +78,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         if len(args.forms) == 1:
             state = sync_form(args.forms[0], full=args.full, return_state=True)
         else:
-            state = sync_all(full=args.full, return_state=True)
+            state = sync_all(full=args.full, forms=args.forms or None, return_state=True)
         return EXIT_OK if state.is_completed() else EXIT_RED
     from pipelines.run import run_sync
 

@@ -1,4 +1,4 @@
-"""Prefect flows: `sync_form` for one form, `sync_all` for every configured form.
+"""Prefect flows: `sync_form` for one form, `sync_all` for every configured form (or those named).
 
 Tasks are one-line wrappers over plain functions in pipelines/run.py. `persist_result=False` everywhere:
 nothing that could carry a submission is ever written to Prefect's result store, and flow results are
@@ -70,6 +70,6 @@ def sync_form(slug: str, full: bool = False) -> State:
 
 
 @flow(name="sync-all", persist_result=False, log_prints=False)
-def sync_all(full: bool = False) -> State:
-    """Sync every form in config/forms/."""
-    return _run(None, full)
+def sync_all(full: bool = False, forms: list[str] | None = None) -> State:
+    """Sync every form in config/forms/, or only the `forms` named (by slug)."""
+    return _run(forms or None, full)

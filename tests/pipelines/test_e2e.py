@@ -52,6 +52,9 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 from pipelines.flows import sync_all
 
                 state = sync_all(return_state=True)
+                # `kobo-etl sync a b` with Prefect: only the forms named (two of the recorded real forms)
+                named = sorted(p.stem for p in forms_dir.glob("*.yaml") if p.stem != "household_survey")[:2]
+                named_state = sync_all(forms=named, return_state=True)
                 prefect_db = PREFECT_API_DATABASE_CONNECTION_URL.value().split("///", 1)[-1]
                 prefect_db_bytes = Path(prefect_db).read_bytes() if Path(prefect_db).exists() else b""
             raw = fetch_raw_submissions(server)
@@ -63,6 +66,8 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 "prefect_home": prefect_home,
                 "prefect_db_bytes": prefect_db_bytes,
                 "raw": raw,
+                "named": named,
+                "named_state": named_state,
             }
         finally:
             os.environ.clear()
@@ -129,6 +134,14 @@ def test_flow_result_is_counts_only_and_red_when_error_checks_fail(pipeline_run:
     assert household["checks_failed"] > 0
     assert household["server_count"] == household["warehouse_count"] == HOUSEHOLDS
     assert "error checks failed" in (state.message or "")
+
+
+def test_sync_all_with_forms_named_syncs_only_those(pipeline_run: dict) -> None:
+    named = pipeline_run["named"]
+    assert len(named) == 2 and len(list(pipeline_run["forms_dir"].glob("*.yaml"))) > 3
+    data = pipeline_run["named_state"].result(raise_on_failure=False)
+    summaries = data.summaries if isinstance(data, RedRun) else data
+    assert sorted(s["form"] for s in summaries) == named
 
 
 def test_second_sync_adds_and_changes_nothing(pipeline_run: dict) -> None:
