@@ -33,6 +33,25 @@ def values(con, code: str) -> dict[tuple[str, str | None], tuple]:
     return {(r[0], r[1]): r[2:] for r in rows}
 
 
+def test_age_group_is_the_same_for_ages_in_years_and_for_the_suggested_bands(defs: IndicatorSet) -> None:
+    """`kobo-etl add-form` suggests `bands: [0, 5, 18, 60]` for ages: the stored text is then the band, and
+    the bundled age groups must still come out (not a type error comparing text with 5)."""
+    import duckdb
+
+    from transforms.privacy import band_label
+
+    (age_group,) = [e.sql for e in defs.expressions if e.name == "age_group"]
+    ages = [0, 4, 5, 17, 18, 59, 60, 97, None]
+    expected = ["0-4", "0-4", "5-17", "5-17", "18-59", "18-59", "60+", "60+", None]
+    bands = [None if a is None else band_label(a, [0, 5, 18, 60], None) for a in ages]
+    with duckdb.connect() as con:
+        for column_type, stored in (("BIGINT", ages), ("DOUBLE", ages), ("VARCHAR", bands)):
+            con.execute(f"CREATE OR REPLACE TABLE members (i INTEGER, member_age {column_type})")
+            con.executemany("INSERT INTO members VALUES (?, ?)", list(enumerate(stored)))
+            got = [r[0] for r in con.execute(f"SELECT {age_group} FROM members ORDER BY i").fetchall()]
+            assert got == expected, column_type
+
+
 def test_fcs_and_rcsi_expressions_per_household(con, defs: IndicatorSet) -> None:
     exprs = {e.name: e.sql for e in defs.expressions}
     got = dict(
