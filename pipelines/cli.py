@@ -195,7 +195,8 @@ def cmd_dictionary(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_RED
     if note:
         print(f"note: {note}", file=sys.stderr)
-    out = Path(args.out) if args.out else settings.data_dir / "exports" / form.slug
+    # not in data/exports/<form>/: every publish replaces that folder
+    out = Path(args.out) if args.out else settings.data_dir / "codebooks" / form.slug
     with con:
         paths = write_codebook(con, form.slug, out)
     for path in paths:
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dictionary", help="write a codebook (CSV + Markdown) of a form's tables and columns")
     p.add_argument("form", help="form slug")
-    p.add_argument("--out", help="folder for codebook.csv and codebook.md (default: data/exports/<form>/)")
+    p.add_argument("--out", help="folder for codebook.csv and codebook.md (default: data/codebooks/<form>/)")
     p.set_defaults(func=cmd_dictionary)
     return parser
 
@@ -277,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        if args.command in _READS_THE_WAREHOUSE:
+            settings = _demo_forms_if_none(settings)
         setup_logging(settings if args.command not in ("keygen",) else None, args.verbose)
         return int(args.func(args, settings))
     except EtlError as exc:
@@ -285,6 +288,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
+
+
+#: Commands that only read the warehouse (and write outputs from it): after `make demo` they work on the demo.
+_READS_THE_WAREHOUSE = ("status", "report", "publish", "dictionary")
+
+
+def _demo_forms_if_none(settings: Settings) -> Settings:
+    """The demo's form configs when no folder was chosen and the default one has none, so that `status`,
+    `report`, `publish` and `dictionary` work on the warehouse `make demo` built (which keeps its configs
+    in data/demo/forms). `sync` and `serve` never fall back: they would ask a real server for demo forms."""
+    demo = settings.data_dir / "demo" / "forms"
+    if "forms_dir" in settings.model_fields_set or any(settings.forms_dir.glob("*.yaml")):
+        return settings
+    if not any(demo.glob("*.yaml")):
+        return settings
+    print(f"note: no form configs in {settings.forms_dir}; using the demo's, in {demo} "
+          "(KOBO_ETL_FORMS_DIR chooses the folder)", file=sys.stderr)
+    return settings.model_copy(update={"forms_dir": demo})
 
 
 def _usage_errors() -> tuple[type, ...]:

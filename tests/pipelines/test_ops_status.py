@@ -249,6 +249,38 @@ def test_a_broken_indicators_file_does_not_stop_exports_or_report(
     assert "FAILED no indicators computed:" in err and "unit" in err and str(broken) in err
 
 
+def test_after_the_demo_read_commands_use_its_forms_and_the_codebook_survives_a_publish(
+    server, synced, monkeypatch, capsys, restore_logging, tmp_path
+):
+    """`make demo` keeps its form configs in data/demo/forms; `status`, `dictionary` and `publish` run from
+    the repository (default forms folder empty) must work on its warehouse, and the codebook must not be
+    written where the next publish replaces the folder."""
+    settings, _ = synced
+    env = demo_env(server, settings.data_dir.parent)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("KOBO_ETL_FORMS_DIR")
+    demo_forms = settings.data_dir / "demo" / "forms"
+    demo_forms.mkdir(parents=True)
+    shutil.copy(settings.forms_dir / "household_survey.yaml", demo_forms)
+    monkeypatch.chdir(tmp_path)  # no config/forms here
+    try:
+        assert cli.main(["status"]) == cli.EXIT_RED  # red: the demo's planted errors
+        out, err = capsys.readouterr()
+        assert "household_survey" in out and f"using the demo's, in {demo_forms}" in err
+        assert cli.main(["dictionary", "household_survey"]) == cli.EXIT_OK
+        codebook = settings.data_dir / "codebooks" / "household_survey" / "codebook.csv"
+        assert codebook.exists()
+        assert cli.main(["publish"]) == cli.EXIT_OK
+        assert codebook.exists()
+        # a folder chosen on purpose is never replaced by the demo's
+        monkeypatch.setenv("KOBO_ETL_FORMS_DIR", str(tmp_path / "mine"))
+        assert cli.main(["status"]) == cli.EXIT_USAGE
+        assert "no forms configured in" in capsys.readouterr().err
+    finally:
+        shutil.rmtree(settings.data_dir / "demo")
+
+
 def test_since_success_uses_the_given_clock(synced):
     settings, _ = synced
     later = collect_status(settings, select_forms(settings, None)).generated + timedelta(days=3)
