@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
@@ -33,10 +34,56 @@ class Schedule(BaseModel):
 
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, v: str) -> str:
-        if len(v.split()) != 5:
+    def _cron(cls, v: str) -> str:
+        fields = v.split()
+        if len(fields) != 5:
             raise ValueError("a cron expression has five fields, e.g. '0 */6 * * *'")
+        for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+            if not all(_cron_part_ok(part, name, low, high, names) for part in text.split(",")):
+                raise ValueError(f"{text!r} is not a valid {name} field ({low}-{high}, *, */n, a-b, a,b)")
         return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone name such as 'UTC' or 'Africa/Nairobi'") from None
+        return v
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+#: (name, lowest, highest, names from the lowest on) of the five cron fields, as Prefect reads them
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS), ("day-of-week", 0, 7, _DAYS),
+)
+_CRON_PART = re.compile(r"^(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/([0-9]+))?$")
+
+
+def _cron_part_ok(part: str, field: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    """One comma-separated part of a cron field: `*`, `n`, `a-b`, each optionally `/step`; names for
+    months and days (jan, mon)."""
+    part = part.lower()
+    if field in ("day-of-month", "day-of-week"):
+        # day fields: "any" (`?`), the last day of the month (`L`), the nth weekday (`mon#2`), as Prefect
+        if part in ("?", "l") or re.fullmatch(r"[0-9a-z]+#[1-5]", part):
+            return True
+    m = _CRON_PART.match(part)
+    if m is None or (m.group(2) is not None and int(m.group(2)) == 0):
+        return False
+    if m.group(1) == "*":
+        return True
+
+    def value(token: str) -> int | None:
+        if token.isdigit():
+            return int(token)
+        return names.index(token) + low if token in names else None
+
+    # a range may wrap around (`fri-mon`, `22-2`), as Prefect allows
+    return all((b := value(t)) is not None and low <= b <= high for t in m.group(1).split("-"))
 
 
 class SyncOptions(BaseModel):

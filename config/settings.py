@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     """Runtime settings. Token and key are SecretStr: printing the settings never shows them."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True,
+        # `KOBO_ETL_PSEUDONYMISATION_KEY=` as copied from .env.example means "not set", not an empty key
+        env_ignore_empty=True,
     )
 
     kobo_url: str = Field("https://kf.kobotoolbox.org", validation_alias="KOBO_URL")

@@ -10,7 +10,8 @@ from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
 from prefect.flows import Flow, load_flow_from_entrypoint
 
 from config import load_form_configs
-from config.forms import FormConfig, write_form_config
+from config.errors import FormConfigError
+from config.forms import FormConfig, Schedule, load_form_config, write_form_config
 from pipelines import cli
 from pipelines.schedule import render_prefect_yaml, server_limit_name
 
@@ -97,3 +98,40 @@ def test_server_limit_name_is_per_host():
     assert server_limit_name("https://kobo.humanitarianresponse.info/") == (
         "kobo-server-kobo.humanitarianresponse.info"
     )
+
+
+CRONS = ["0 */6 * * *", "30 6 * * 1-5", "0 0 1 jan,jul *", "*/15 8-18 * * mon-fri", "0 6 * * 7", "0 0 L * *",
+         "0 0 * * mon#2", "5-1 * * * *", "0 0 * * mon-sun", "0-59/5 * * * *", "0 0 1-31/2 * *", "0 0 ? * *",
+         "0 0 * * */2", "0 0 * * 1,3,5", "99 99 * * *", "0 6 * * 8", "0 */0 * * *", "0 L * * *", "0 0 * L *",
+         "0 0 32 * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * 0 *", "a b c d e", "60 * * * *", "0 24 * * *",
+         "0 0 15W * *", "0 0 * * 5L", "0 6 * *"]
+
+
+@pytest.mark.parametrize("cron", CRONS)
+def test_a_form_schedule_takes_the_cron_expressions_prefect_takes(cron):
+    """A wrong schedule stops at the form's file, not hours later in Prefect: the form config accepts
+    exactly what Prefect's own schedule model accepts."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=cron, timezone="UTC")
+        prefect_takes = True
+    except ValueError:
+        prefect_takes = False
+    if prefect_takes:
+        assert Schedule(cron=cron).cron == cron
+    else:
+        with pytest.raises(ValueError, match="cron"):
+            Schedule(cron=cron)
+
+
+def test_a_wrong_time_zone_names_the_file_and_the_field(tmp_path):
+    path = tmp_path / "market_prices.yaml"
+    form = 'asset_uid: aMP2\nschedule: {cron: "0 6 * * *", timezone: %s}\n'
+    path.write_text(form % "Mars/Olympus", encoding="utf-8")
+    with pytest.raises(FormConfigError) as err:
+        load_form_config(path)
+    text = str(err.value)
+    assert str(path) in text and "schedule.timezone" in text and "'Mars/Olympus' is not a time zone" in text
+    path.write_text(form % "Africa/Nairobi", encoding="utf-8")
+    assert load_form_config(path).schedule.timezone == "Africa/Nairobi"
