@@ -46,6 +46,12 @@ ADVICE = {
     "FormConfigError": "fix the form's YAML file named in the message",
 }
 DEFAULT_ADVICE = "see data/logs/kobo-etl.log for detail, then run `kobo-etl sync <form>` by hand"
+#: What `RunResult.error_items` calls errors not tied to a form (the indicators), and what to do about them.
+INDICATORS = "indicators"
+INDICATOR_ADVICE = (
+    "fix the indicator named in the message in config/indicators.yaml (or the file KOBO_ETL_INDICATORS_FILE "
+    "names), then `kobo-etl publish`; the other outputs were written"
+)
 
 
 @dataclass
@@ -61,6 +67,8 @@ class FormProblem:
     def advice(self) -> str:
         if self.error_class:
             return ADVICE.get(self.error_class, DEFAULT_ADVICE)
+        if self.form == INDICATORS and not self.checks_failed:
+            return INDICATOR_ADVICE
         return f"open data/reports/{self.form}.html and look at the failing checks"
 
 
@@ -73,13 +81,15 @@ class Alert:
     forms: list[str]
 
 
-def failing_check_names(con: duckdb.DuckDBPyConnection, run_id: str, form: str, limit: int = 10) -> list[str]:
-    """Names of the `error` checks that failed in a run (from ops.dq_results); [] when there are none."""
+def failing_check_names(con: duckdb.DuckDBPyConnection, form: str, limit: int = 10) -> list[str]:
+    """Names of the `error` checks that failed in the form's latest checked run (from ops.dq_results): the
+    run's own, or those that still stand when the run loaded nothing and so checked nothing."""
     try:
         rows = con.execute(
-            """SELECT "check" FROM ops.dq_results WHERE run_id = ? AND form = ? AND NOT success
-               AND severity = 'error' ORDER BY "check" LIMIT ?""",
-            [run_id, form, limit],
+            """SELECT "check" FROM ops.dq_results WHERE form = ? AND NOT success AND severity = 'error'
+               AND run_id = (SELECT run_id FROM ops.dq_runs WHERE form = ? ORDER BY started DESC LIMIT 1)
+               ORDER BY "check" LIMIT ?""",
+            [form, form, limit],
         ).fetchall()
     except duckdb.Error:  # no dq tables yet
         return []
@@ -99,8 +109,8 @@ def problems_of(result: RunResult, con: duckdb.DuckDBPyConnection | None = None)
             if s.status == "failed" and p.error is None:
                 p.error = s.error
             p.checks_failed = s.checks_failed
-            if s.checks_failed and con is not None and s.run_id:
-                p.check_names = failing_check_names(con, s.run_id, s.form)
+            if s.checks_failed and con is not None:
+                p.check_names = failing_check_names(con, s.form)
     return list(problems.values())
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from config import ConfigError, EtlError, FormConfig, Settings, load_form_configs
 from connectors import KoboClient
-from pipelines.alerts import alert_exception, alert_run
+from pipelines.alerts import INDICATORS, alert_exception, alert_run
 from pipelines.checks import publish_outputs
 from pipelines.progress import SyncProgress
 from pipelines.sync import SyncSummary, sync_form
@@ -31,7 +31,7 @@ class RunResult:
         """(form, message) per error; errors not tied to one form (indicators) come as ('indicators', …)."""
         items = list(self.failures.items())
         tied = {f"{slug}: {msg}" for slug, msg in items}
-        return items + [("indicators", e) for e in self.errors if e not in tied]
+        return items + [(INDICATORS, e) for e in self.errors if e not in tied]
 
     @property
     def failed(self) -> bool:

@@ -71,6 +71,13 @@ def test_red_run_names_failing_checks_and_report(server, tmp_path):
     assert "data/reports/household_survey.html" in text
     _assert_clean(bodies[0], pii, [url])
 
+    # the next run loads nothing, so it checks nothing: the failed checks still stand, and are named
+    with webhook_receiver() as (url, bodies):
+        result = run_sync(demo_settings(server, tmp_path, alert_webhook_url=url), progress=False, outputs=False)
+    assert result.summaries[0].inserted == 0 and result.summaries[0].checks_failed == failed
+    text = json.loads(bodies[0])["text"]
+    assert f"{failed} error-severity check(s) failed (" in text and "duplicate:_uuid" in text
+
 
 def test_no_alert_when_unconfigured(server, tmp_path):
     settings = demo_settings(server, tmp_path)  # no channel configured
@@ -111,3 +118,7 @@ def test_message_advice_by_error_class():
     assert "close it or wait" in alert.text
     assert "2 error-severity check(s) failed (between:age, duplicate:_uuid)" in alert.text
     assert "data/reports/b_form.html" in alert.text
+
+    # an indicator error is not a form's: its advice is the indicators file, not a report page
+    alert = build_alert([FormProblem("indicators", error="indicator 'FCS_MEAN' failed: unknown column")])
+    assert "config/indicators.yaml" in alert.text and "data/reports/indicators.html" not in alert.text
