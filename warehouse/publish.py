@@ -410,10 +410,10 @@ def _dim_location_sql(con: duckdb.DuckDBPyConnection, slug: str) -> str | None:
         if not labels:
             continue
         list_name = quote_literal(level)
-        if "list_name" in q_cols and "column_name" in q_cols:
+        if "list_name" in q_cols and "column" in q_cols:
             list_name = (
                 f"coalesce((SELECT any_value(q.list_name) FROM meta.questions q WHERE q.form = "
-                f"{quote_literal(slug)} AND q.column_name = {quote_literal(level)}), {list_name})"
+                f"{quote_literal(slug)} AND q.\"column\" = {quote_literal(level)}), {list_name})"
             )
         alias = f"c{i}"
         aggs = ", ".join(f"any_value({quote_ident(lab)}) AS {quote_ident(lab)}" for lab in labels)

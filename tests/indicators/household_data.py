@@ -183,7 +183,8 @@ def build_household_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
         "(3, NULL, 'shelter'), (5, NULL, 'food')"
     )
     con.execute(
-        """CREATE TABLE meta.questions (form VARCHAR, table_name VARCHAR, column_name VARCHAR, xpath VARCHAR,
+        # the shape `transforms.schema.to_label_tables` gives it (only the columns the tests read)
+        """CREATE TABLE meta.questions (form VARCHAR, "table" VARCHAR, "column" VARCHAR, xpath VARCHAR,
         type VARCHAR, list_name VARCHAR, label_en VARCHAR, label_fr VARCHAR, label_ar VARCHAR)"""
     )
     con.execute(

@@ -73,7 +73,8 @@ def test_red_run_names_failing_checks_and_report(server, tmp_path):
 
     # the next run loads nothing, so it checks nothing: the failed checks still stand, and are named
     with webhook_receiver() as (url, bodies):
-        result = run_sync(demo_settings(server, tmp_path, alert_webhook_url=url), progress=False, outputs=False)
+        again = demo_settings(server, tmp_path, alert_webhook_url=url)
+        result = run_sync(again, progress=False, outputs=False)
     assert result.summaries[0].inserted == 0 and result.summaries[0].checks_failed == failed
     text = json.loads(bodies[0])["text"]
     assert f"{failed} error-severity check(s) failed (" in text and "duplicate:_uuid" in text

@@ -269,3 +269,16 @@ def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monk
         assert copy.execute("SELECT count(*) FROM marts.indicator_values").fetchone() == (44,)
     finally:
         copy.close()
+
+
+def test_location_labels_come_from_the_question_choice_list_whatever_its_name(con, tmp_path: Path) -> None:
+    """admin1 answered from a list called `county`: the labels are found through meta.questions, not by
+    assuming the list is named like the column."""
+    con.execute(
+        """UPDATE meta.questions SET list_name = 'county' WHERE form = ? AND "column" = 'admin1'""", [FORM]
+    )
+    con.execute("UPDATE meta.choices SET list_name = 'county' WHERE form = ? AND list_name = 'admin1'", [FORM])
+    publish(con, tmp_path / "exports", [FORM], run_id="run-7")
+    loc = pq.read_table(tmp_path / "exports" / FORM / "indicators/dim_location.parquet").to_pylist()
+    garissa = [r for r in loc if r["admin1"] == "garissa"]
+    assert garissa and {r["admin1_label_en"] for r in garissa} == {"Garissa"}
