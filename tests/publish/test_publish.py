@@ -277,7 +277,8 @@ def test_location_labels_come_from_the_question_choice_list_whatever_its_name(co
     con.execute(
         """UPDATE meta.questions SET list_name = 'county' WHERE form = ? AND "column" = 'admin1'""", [FORM]
     )
-    con.execute("UPDATE meta.choices SET list_name = 'county' WHERE form = ? AND list_name = 'admin1'", [FORM])
+    con.execute("UPDATE meta.choices SET list_name = 'county' WHERE form = ? AND list_name = 'admin1'",
+                [FORM])
     publish(con, tmp_path / "exports", [FORM], run_id="run-7")
     loc = pq.read_table(tmp_path / "exports" / FORM / "indicators/dim_location.parquet").to_pylist()
     garissa = [r for r in loc if r["admin1"] == "garissa"]
