@@ -159,17 +159,15 @@ def upsert_pending_privacy(
 def remove_pending_privacy(con: duckdb.DuckDBPyConnection, form: str, xpaths: Iterable[str]) -> int:
     """Take questions off the form's privacy to-do list (the policy now decides them); returns how many
     were listed."""
-    keys = sorted(set(xpaths))
-    if not keys:
-        return 0
-    row = con.execute(
-        "SELECT count(*) FROM ops.pending_privacy_decisions WHERE form = ? AND list_contains(?, xpath)",
-        [form, keys],
-    ).fetchone()
-    con.execute(
-        "DELETE FROM ops.pending_privacy_decisions WHERE form = ? AND list_contains(?, xpath)", [form, keys]
-    )
-    return int(row[0]) if row else 0
+    listed = {r[0] for r in con.execute(
+        "SELECT xpath FROM ops.pending_privacy_decisions WHERE form = ?", [form]
+    ).fetchall()}
+    done = sorted(listed & set(xpaths))
+    if done:  # usually nothing is listed: no write at all, which matters under a tight memory cap
+        con.execute(
+            "DELETE FROM ops.pending_privacy_decisions WHERE form = ? AND list_contains(?, xpath)", [form, done]
+        )
+    return len(done)
 
 
 def record_schema_changes(con: duckdb.DuckDBPyConnection, rows: Iterable[tuple[Any, ...]]) -> None:
