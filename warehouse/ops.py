@@ -165,7 +165,8 @@ def remove_pending_privacy(con: duckdb.DuckDBPyConnection, form: str, xpaths: It
     done = sorted(listed & set(xpaths))
     if done:  # usually nothing is listed: no write at all, which matters under a tight memory cap
         con.execute(
-            "DELETE FROM ops.pending_privacy_decisions WHERE form = ? AND list_contains(?, xpath)", [form, done]
+            "DELETE FROM ops.pending_privacy_decisions WHERE form = ? AND list_contains(?, xpath)",
+            [form, done],
         )
     return len(done)
 
