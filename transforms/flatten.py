@@ -445,8 +445,7 @@ def _to_id(value: Any) -> int | None:
     if isinstance(value, int):
         return value if -_INT64_MAX <= value <= _INT64_MAX else None
     if isinstance(value, str) and _INT.fullmatch(value.strip()):
-        n = int(value.strip())
-        return n if -_INT64_MAX <= n <= _INT64_MAX else None
+        return _int64(value.strip())
     return None
 
 
@@ -567,11 +566,21 @@ def _fill_system(system_cols: list[dict[int, Any]], row: int, sub: dict) -> None
 Caster = Callable[[str], Any]
 
 
+def _int64(digits: str) -> int | None:
+    """An optionally signed run of digits as an int64; None when out of range. Checked on the text first:
+    Python refuses to parse more than 4 300 digits, and a form answer can hold any text."""
+    significant = digits.lstrip("+-").lstrip("0") or "0"
+    if len(significant) > 19:
+        return None
+    n = -int(significant) if digits.startswith("-") else int(significant)
+    return n if -_INT64_MAX <= n <= _INT64_MAX else None
+
+
 def _cast_int(s: str) -> Any:
     t = s.strip()
     if _INT.fullmatch(t):
-        n = int(t)
-        return n if -_INT64_MAX <= n <= _INT64_MAX else _Bad("integer out of range")
+        n = _int64(t)
+        return _Bad("integer out of range") if n is None else n
     if _NUM.fullmatch(t):
         f = float(t)
         if math.isfinite(f) and f == int(f) and abs(f) <= _INT64_MAX:
