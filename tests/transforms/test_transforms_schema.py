@@ -34,11 +34,13 @@ def test_an_integer_answer_of_thousands_of_digits_is_quarantined_not_a_crash() -
     """Python refuses to parse more than 4 300 digits: such an answer must not stop the page."""
     schema = to_form_schema({"uid": "aX", "content": _v("integer", "g")}, {}, "x")
     huge, zeros = "9" * 4301, "0" * 5000 + "42"
-    batch = to_tables([{"_id": 7, "g/Age": huge}, {"_id": 8, "g/Age": "12"}, {"_id": 9, "g/Age": zeros}], schema)
+    subs = [{"_id": 7, "g/Age": huge}, {"_id": 8, "g/Age": "12"}, {"_id": 9, "g/Age": zeros}]
+    batch = to_tables(subs, schema)
     assert batch.tables["submissions"].column("age").to_pylist() == [None, 12, 42]
     [rec] = batch.quarantine
     assert (rec.submission_id, rec.column) == (7, "age") and rec.reason.startswith("integer out of range")
-    assert to_tables([{"_id": "1" * 5000}], schema).quarantine[0].reason.startswith("submission has no integer")
+    [bad_id] = to_tables([{"_id": "1" * 5000}], schema).quarantine
+    assert bad_id.reason.startswith("submission has no integer")
 
 
 def test_quarantine_reason_has_no_value_and_labels_have_codes() -> None:
