@@ -274,6 +274,9 @@ class PolicyPlan:
     withheld: list[WithheldQuestion]
     unlisted: list[str]
     unused_rules: list[str]
+    #: repeat key (current and older xpaths) → the rule for the whole repeat, if any (`_repeat_rule`)
+    repeat_rules: dict[str, QuestionRule | None] = field(default_factory=dict)
+    question_names: frozenset[str] = frozenset()  # names of the form's questions (not groups or repeats)
     #: data key → _KEEP, _DROP or fn(value, ctx); compiled on first sight of the key in the data
     handlers: dict[str, Any] = field(default_factory=dict, repr=False)
     #: the keys of one dict (in order) → its (key, handler) pairs that are not _KEEP
@@ -334,7 +337,32 @@ def _plan(schema: FormSchema, policy: PrivacyPolicy) -> PolicyPlan:
         if d.rule is None:
             withheld.append(WithheldQuestion(d.xpath, d.qtype, d.reason))
     unused = sorted(set(policy.questions) - used)
-    return PolicyPlan(schema.slug, policy, by_key, repeats, withheld, sorted(unlisted), unused)
+    names = frozenset(q.name for q in schema.questions.values() if q.type not in STRUCTURE_TYPES)
+    repeat_rules: dict[str, QuestionRule | None] = {}
+    for t in schema.tables.values():
+        if t.parent is None or not t.xpath:
+            continue
+        rq = schema.questions.get(t.xpath)
+        keys = (t.xpath, *((rq.xpath, *rq.xpaths) if rq else ()))
+        rule = _repeat_rule(policy, keys, (t.xpath.rsplit("/", 1)[-1], t.name), names)
+        repeat_rules.update(dict.fromkeys(keys, rule))
+    return PolicyPlan(schema.slug, policy, by_key, repeats, withheld, sorted(unlisted), unused,
+                      repeat_rules=repeat_rules, question_names=names)
+
+
+def _repeat_rule(
+    policy: PrivacyPolicy, xpaths: Iterable[str], names: Iterable[str], question_names: frozenset[str]
+) -> QuestionRule | None:
+    """The rule for a whole repeat: an entry for one of its xpaths, else for its name (or table name) when no
+    question of the form has that name: `visits: drop` written for a question must not also drop a repeat
+    called visits, and the data and the stored tables must agree on it (both use this)."""
+    for k in xpaths:
+        if k in policy.questions:
+            return policy.questions[k]
+    for k in names:
+        if k in policy.questions and k not in question_names:
+            return policy.questions[k]
+    return None
 
 
 _PLAN_CACHE_SIZE = 8
@@ -657,8 +685,10 @@ def _unknown_handler(key: str) -> Any:
 
 def _repeat_handler(key: str, plan: PolicyPlan) -> Any:
     """For a value that is a repeat (list of dicts): dropped by a rule on the repeat, else each item."""
-    questions = plan.policy.questions
-    rule = questions.get(key) or questions.get(key.rsplit("/", 1)[-1])
+    if key in plan.repeat_rules:
+        rule = plan.repeat_rules[key]
+    else:  # a repeat of an older version that no table stands for
+        rule = _repeat_rule(plan.policy, (key,), (key.rsplit("/", 1)[-1],), plan.question_names)
     if rule is not None and rule.action == "drop":
         return _DROP
     return _levels
@@ -795,17 +825,16 @@ def apply_policy_to_schema(schema: FormSchema, policy: PrivacyPolicy) -> FormSch
     dropped_tables = {
         t.name
         for t in schema.tables.values()
-        if t.parent is not None
-        and (r := policy.questions.get(t.xpath) or policy.questions.get(t.name))
-        and r.action == "drop"
+        if t.parent is not None and (r := plan.repeat_rules.get(t.xpath)) is not None and r.action == "drop"
     }
     changed = True
     while changed:  # nested repeats go with their parent
         before = len(dropped_tables)
         dropped_tables |= {t.name for t in schema.tables.values() if t.parent in dropped_tables}
         changed = len(dropped_tables) != before
-    bridge = {f"{q.column}__selected" for k, q in schema.questions.items() if k in removed | retyped}
-    dropped_tables |= {n for n in schema.tables if n in bridge}
+    # a select_multiple's bridge goes with its question (by xpath: column names repeat across tables)
+    gone = removed | retyped
+    dropped_tables |= {n for n, t in schema.tables.items() if t.kind == "bridge" and t.xpath in gone}
 
     tables: dict[str, TableSchema] = {}
     for name, t in schema.tables.items():
