@@ -15,7 +15,7 @@ from config.privacy import PrivacyPolicy
 from transforms.attachments import with_attachment_rows
 from transforms.errors import TransformError
 from transforms.flatten import to_tables
-from transforms.model import FlatBatch, FormSchema
+from transforms.model import MAIN_TABLE, FlatBatch, FormSchema, QuarantineRecord
 from transforms.privacy import WithheldQuestion, apply_policy
 
 
@@ -41,7 +41,25 @@ class PageTransform:
         # callers pause the cyclic GC around parsing and this (`cyclic_gc_paused`)
         result = apply_policy(submissions, self.raw_schema, self.policy, self.key)
         batch = to_tables(result.submissions, self.schema)
+        batch.quarantine[:0] = self._rejected(result.rejected)
         return TransformedPage(with_attachment_rows(batch, result.submissions, self.schema), result.withheld)
+
+    def _rejected(self, rejected: list[tuple[Any, str, str]]) -> list[QuarantineRecord]:
+        """Values the policy could not transform (a date it cannot generalise, a number it cannot band):
+        not stored, so quarantined, without the value (it may be personal)."""
+        repeats = {t.xpath: name for name, t in self.raw_schema.tables.items() if t.parent is not None}
+        out = []
+        for submission_id, xpath, reason in rejected:
+            q = self.raw_schema.questions.get(xpath)
+            if xpath in repeats:
+                table, column = repeats[xpath], "_key"
+            else:
+                table, column = (q.table, q.column) if q is not None else (MAIN_TABLE, xpath)
+            sid = submission_id if isinstance(submission_id, int) else 0
+            # a repeat's row is not known here: the submission's key says where to look
+            why = f"{reason}; not stored (privacy policy)"
+            out.append(QuarantineRecord(sid, table, column, why, None, str(sid)))
+        return out
 
 
 @contextmanager

@@ -127,6 +127,9 @@ class PolicyResult:
     withheld: list[WithheldQuestion] = field(default_factory=list)
     invalid: dict[str, int] = field(default_factory=dict)  # xpath → values removed as not transformable
     unused_rules: list[str] = field(default_factory=list)  # policy keys that match no question of the form
+    #: (submission `_id`, xpath, reason) of each value removed as not transformable: for the quarantine,
+    #: never with the value (it may be personal)
+    rejected: list[tuple[Any, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -452,9 +455,13 @@ class _Ctx:
         self.cache: dict[tuple[str | None, str], str] = {}  # (normaliser, raw value) → token
         self.invalid: dict[str, int] = {}
         self.unknown: dict[str, WithheldQuestion] = {}
+        self.submission_id: Any = None  # of the submission being transformed (repeat instances have none)
+        self.rejected: list[tuple[Any, str, str]] = []
 
-    def bad(self, xpath: str) -> object:
+    def bad(self, xpath: str, reason: str) -> object:
+        """A value the policy cannot transform: not stored, counted, and recorded for the quarantine."""
         self.invalid[xpath] = self.invalid.get(xpath, 0) + 1
+        self.rejected.append((self.submission_id, xpath, reason))
         return _DROP
 
 
@@ -559,6 +566,8 @@ def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
         def pseudonym(v: Any, ctx: _Ctx) -> Any:
             if v is None:
                 return None
+            if isinstance(v, (list, dict)):
+                return ctx.bad(xpath, "not a single value, so it cannot be pseudonymised")
             raw = v if isinstance(v, str) else str(v)
             memo = (how, raw)
             token = ctx.cache.get(memo)
@@ -573,13 +582,15 @@ def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
     if a == "redact":
         if rule.mode == "drop":
             return lambda v, ctx: None if v is None else _DROP
-        return lambda v, ctx: redact_text(v) if isinstance(v, str) else (None if v is None else _DROP)
+        return lambda v, ctx: (
+            redact_text(v) if isinstance(v, str) else None if v is None else ctx.bad(xpath, "not text")
+        )
     if a == "round_gps":
         decimals = rule.gps_decimals
 
         def gps(v: Any, ctx: _Ctx) -> Any:
             out = round_gps(v, decimals)
-            return ctx.bad(xpath) if out is _DROP else out
+            return ctx.bad(xpath, "not a GPS point (lat lon [alt acc]) to round") if out is _DROP else out
 
         return gps
     if a == "generalise" and rule.to is not None:
@@ -589,13 +600,13 @@ def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
             if v is None:
                 return None
             text = str(v)
-            return text[:width] if _DATE_PREFIX.match(text) else ctx.bad(xpath)
+            return text[:width] if _DATE_PREFIX.match(text) else ctx.bad(xpath, f"not a date (to {rule.to})")
 
         return date
     if a == "generalise":
         bands = rule.bands
         if bands is None:
-            return lambda v, ctx: None if v is None else ctx.bad(xpath)
+            return lambda v, ctx: None if v is None else ctx.bad(xpath, "generalise has no bands for it")
         # band_label with every label made once: a value's label is then a bisect
         below = _below_label(bands)
         names = [_band_name(i, bands, rule.labels, qtype != "decimal") for i in range(len(bands))]
@@ -606,7 +617,7 @@ def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
                 return None
             x = _number(v)
             if x is None:
-                return ctx.bad(xpath)
+                return ctx.bad(xpath, "not a number to put in a band")
             return below if x < lowest else names[bisect.bisect_right(bands, x) - 1]
 
         return band
@@ -619,7 +630,7 @@ def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
                 return None
             x = _number(v)
             if x is None:
-                return ctx.bad(xpath)
+                return ctx.bad(xpath, f"not a number to {a.replace('_', '-')}")
             if limit is not None and (x > limit if top else x < limit):
                 return _fmt(limit)
             return v
@@ -694,6 +705,21 @@ def _repeat_handler(key: str, plan: PolicyPlan) -> Any:
     return _levels
 
 
+def _malformed_repeat_handler(key: str) -> Any:
+    """A form's repeat that is not a list of objects: one object is one instance; in a list, an item that is
+    not an object becomes None (flattening quarantines it, keeping the others' positions); anything else
+    is not stored and quarantined without its value."""
+
+    def malformed(value: Any, ctx: _Ctx) -> Any:
+        if isinstance(value, dict):
+            return _levels([value], ctx)
+        if isinstance(value, list):
+            return [_levels([v], ctx)[0] if isinstance(v, dict) else None for v in value]
+        return None if value is None else ctx.bad(key, "the repeat is not a list of instances")
+
+    return malformed
+
+
 def _repeat_or(repeat: Any, other: Any, empty: Any) -> Any:
     """The handler of a key that holds a repeat: `repeat` for a list of dicts, `empty` for an empty list,
     `other` for any other value."""
@@ -728,7 +754,7 @@ def _compile_key(key: str, plan: PolicyPlan) -> Any:
         elif repeat is _DROP:
             other = _DROP
         else:
-            other = _unknown_handler(key)
+            other = _malformed_repeat_handler(key)
         return _repeat_or(repeat, other, empty=repeat)
     if d is not None:
         return _decision_handler(d)
@@ -749,6 +775,9 @@ def _levels(objs: list[dict[str, Any]], ctx: _Ctx) -> list[dict[str, Any]]:
     shapes = ctx.steps
     out = []
     for obj in objs:
+        # a submission's `_id`, for the quarantine of values the policy cannot transform; repeat
+        # instances have none and keep their submission's
+        ctx.submission_id = obj.get("_id", ctx.submission_id)
         shape = tuple(obj)
         steps = shapes.get(shape)
         if steps is None:
@@ -796,7 +825,9 @@ def apply_policy(
             questions=names,
         )
     withheld = plan.withheld + [w for k, w in sorted(ctx.unknown.items())]
-    return PolicyResult(out, withheld, dict(sorted(ctx.invalid.items())), list(plan.unused_rules))
+    return PolicyResult(
+        out, withheld, dict(sorted(ctx.invalid.items())), list(plan.unused_rules), ctx.rejected
+    )
 
 
 # --- the schema after the policy --------------------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""Values the privacy policy cannot transform are quarantined, never dropped in silence, and never stored
+raw; a repeat sent in the wrong shape keeps what can be kept."""
+
+from __future__ import annotations
+
+import duckdb
+from ops_helpers import demo_settings
+
+from connectors.demo_server import DemoKoboServer
+from pipelines.run import run_sync
+
+MARK = "ZZPII-7731"
+
+
+def test_untransformable_values_are_quarantined_without_their_value(tmp_path):
+    with DemoKoboServer(households=20, seed=7, include_fixtures=False) as srv:
+        uid = srv.household_uid
+        ids = srv.add_submissions(uid, 6)
+        edits = {
+            ids[0]: {"household/head_age": f"34,5 {MARK}"},  # bands need a number
+            ids[1]: {"household/income": f"1234,5 {MARK}"},  # top-coding needs a number
+            ids[2]: {"location/gps": f"near the big tree {MARK}"},  # rounding needs a point
+            ids[3]: {"household/last_distribution": f"yesterday {MARK}"},  # to month needs a date
+            ids[4]: {"respondent/phone": [f"0712 {MARK}", "0722"]},  # pseudonymise needs one value
+            ids[5]: {"members": {"members/member_sex": "female", "members/member_age": "30",
+                                 "members/member_name": MARK}},  # one instance, not a list of them
+        }
+        for _id, change in edits.items():
+            srv.edit_submission(uid, _id, change)
+        settings = demo_settings(srv, tmp_path)
+        result = run_sync(settings, progress=False, checks=False, outputs=False, alerts=False)
+        summary = result.summaries[0]
+        assert summary.status == "success" and summary.warehouse_count == 20 + 6
+
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+            rows = con.execute(
+                "SELECT submission_id, table_name, column_name, reason, raw_value FROM ops.quarantine "
+                "WHERE reason LIKE '%privacy policy%' ORDER BY submission_id"
+            ).fetchall()
+            members = con.execute(
+                "SELECT member_sex, member_age FROM household_survey.members WHERE _submission_id = ?",
+                [ids[5]],
+            ).fetchall()
+            stored = con.execute(
+                "SELECT head_age, income, gps, last_distribution, phone FROM household_survey.submissions "
+                "WHERE _id IN (SELECT unnest(?)) ORDER BY _id", [ids[:5]]
+            ).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (ids[0], "submissions", "head_age"), (ids[1], "submissions", "income"),
+        (ids[2], "submissions", "gps"), (ids[3], "submissions", "last_distribution"),
+        (ids[4], "submissions", "phone"),
+    ]
+    assert all(r[3].endswith("; not stored (privacy policy)") and r[4] is None for r in rows)
+    assert rows[0][3].startswith("not a number to put in a band")
+    assert [stored[i][i] for i in range(5)] == [None] * 5
+    assert members == [("female", 30)]  # the single instance is kept, its name dropped by the policy
+    leaked = [p for p in settings.data_dir.rglob("*") if p.is_file() and MARK.encode() in p.read_bytes()]
+    assert leaked == []
