@@ -80,6 +80,7 @@ KIND_TYPE: dict[str, str] = {
 _NO_DATA = {"note", "xml-external", "csv-external", "begin_group", "end_group", "begin_repeat", "end_repeat"}
 # Rows KPI adds to the XForm itself; their keys are read as system fields, never as answers.
 _SKIP_NAMES = {"__version__", "_version_", "instanceID", "formhub"}
+_BEGIN = ("begin_group", "begin_repeat")
 _TYPE_ALIASES = {
     "begin group": "begin_group",
     "end group": "end_group",
@@ -284,7 +285,10 @@ def _parse_content(content: dict, form: str, vuid: str) -> list[_Row]:
                 name = f"group_{raw.get('$kuid') or len(rows)}"
             stack.append((name, rtype))
             stack_relevant.append(raw.get("relevant") or None)
-        if not name or name in _SKIP_NAMES or rtype in ("note", "xml-external", "csv-external"):
+        if not name or rtype in ("note", "xml-external", "csv-external"):
+            continue
+        # KPI's own nodes sit at the root or in `meta`; a question of that name in a group is data
+        if name in _SKIP_NAMES and [n for n, _ in stack[: len(stack) - (rtype in _BEGIN)]] in ([], ["meta"]):
             continue
         path = "/".join(n for n, _ in stack) if rtype in ("begin_group", "begin_repeat") else None
         if path is None:

@@ -60,3 +60,28 @@ def test_naming() -> None:
     assert len(snake("x" * 300)) == 63
     assert language_code("English (en)") == "en" and language_code(None) == "default"
     assert language_code("Español") == "español"
+
+
+def test_questions_named_like_kpi_nodes_inside_a_group_are_data() -> None:
+    """KPI's `__version__`, `_version_`, `formhub` and `meta/instanceID` are skipped; a question of one of
+    those names inside the form's own group is an answer like any other."""
+    survey = [
+        {"type": "begin_group", "name": "reg"},
+        {"type": "text", "name": "instanceID"},
+        {"type": "integer", "name": "formhub"},
+        {"type": "integer", "name": "_version_"},
+        {"type": "end_group"},
+        {"type": "begin_group", "name": "meta"},
+        {"type": "text", "name": "instanceID"},
+        {"type": "end_group"},
+        {"type": "calculate", "name": "__version__"},
+    ]
+    schema = to_form_schema({"uid": "aX", "content": {"survey": survey}}, {}, "x")
+    assert {"reg/instanceID", "reg/formhub", "reg/_version_"} <= set(schema.questions)
+    assert "meta/instanceID" not in schema.questions and "__version__" not in schema.questions
+    subs = [{"_id": 1, "reg/instanceID": "A-17", "reg/formhub": "3", "reg/_version_": "2"}]
+    main = to_tables(subs, schema).tables["submissions"]
+    q = schema.questions
+    xpaths = ("reg/instanceID", "reg/formhub", "reg/_version_")
+    got = {x: main.column(q[x].column).to_pylist() for x in xpaths}
+    assert got == {"reg/instanceID": ["A-17"], "reg/formhub": [3], "reg/_version_": [2]}
