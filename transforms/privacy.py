@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from config.privacy import METADATA_DEFAULTS, PrivacyPolicy, QuestionRule
@@ -98,7 +99,8 @@ STRUCTURE_TYPES = frozenset({"begin_group", "end_group", "group", "begin_repeat"
 _VERSION_KEY = re.compile(r"^_version_(_\d+)?$")
 # is_deleted is a KoBo flag (boolean), no personal data; analysts need it to ignore removed files
 _ATTACHMENT_SAFE_FIELDS = ("uid", "mimetype", "question_xpath", "is_deleted")
-_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
+#: a date's start, as KoBo writes date and datetime answers: a real month, and a real day when there is one
+_DATE_PREFIX = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?(?!\d)")
 
 
 def _privacy_error(
@@ -553,6 +555,20 @@ def _as_function(h: Any) -> Any:
     return _keep_value if h is _KEEP else _drop_value if h is _DROP else h
 
 
+def _is_date_start(text: str) -> bool:
+    """`2026-03`, `2026-03-02` or a datetime from such a day: the month, and the day if given, exist."""
+    m = _DATE_PREFIX.match(text)
+    if m is None:
+        return False
+    if m.group(2) is None:
+        return True
+    try:
+        date.fromisoformat(text[:10])
+    except ValueError:  # 2026-02-30
+        return False
+    return True
+
+
 def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
     """The handler applying `rule` to one value; `xpath` names the question in the invalid counts."""
     a = rule.action
@@ -596,13 +612,13 @@ def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
     if a == "generalise" and rule.to is not None:
         width = 7 if rule.to == "month" else 4
 
-        def date(v: Any, ctx: _Ctx) -> Any:
+        def to_period(v: Any, ctx: _Ctx) -> Any:
             if v is None:
                 return None
             text = str(v)
-            return text[:width] if _DATE_PREFIX.match(text) else ctx.bad(xpath, f"not a date (to {rule.to})")
+            return text[:width] if _is_date_start(text) else ctx.bad(xpath, f"not a date (to {rule.to})")
 
-        return date
+        return to_period
     if a == "generalise":
         bands = rule.bands
         if bands is None:

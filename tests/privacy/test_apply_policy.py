@@ -295,3 +295,14 @@ def test_schema_after_policy() -> None:
     # the input schema is untouched
     assert {c.name: c.duckdb_type for c in schema.main.columns}["head_age"] == "BIGINT"
     assert "photo" in schema.questions
+
+
+def test_generalising_a_date_needs_a_real_month_and_day() -> None:
+    texts = ["2026-03-02", "2026-03", "2026-03-02T10:15:00.000+03:00", "2026-13-45", "2026-02-30",
+             "2026-99-01T10:00", "2026-031", "yesterday"]
+    subs = [{"_id": i, "hh/interview_date": t} for i, t in enumerate(texts)]
+    result = _run(subs=subs)
+    got = [s.get("hh/interview_date", "<not stored>") for s in result.submissions]
+    assert got == ["2026-03", "2026-03", "2026-03"] + ["<not stored>"] * 5
+    assert [(i, x) for i, x, _ in result.rejected] == [(i, "hh/interview_date") for i in range(3, 8)]
+    assert result.invalid == {"hh/interview_date": 5}
