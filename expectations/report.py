@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,8 @@ class FormPage:
     completeness: dict[str, Any] | None
     risk: list[dict[str, Any]]
     pending: list[dict[str, Any]]
+    #: ops.quarantine grouped by table, column and reason: counts and example `_id`s, never values
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
 
 
 def e(x: Any) -> str:
@@ -220,8 +222,23 @@ def collect_form(
     )
     light = _light(run, failing)
     return FormPage(
-        slug, title or slug, light, run, previous, failing, changes, hfc, completeness, risk, pending
+        slug, title or slug, light, run, previous, failing, changes, hfc, completeness, risk, pending,
+        _quarantine_summary(con, slug),
     )
+
+
+def _quarantine_summary(con: duckdb.DuckDBPyConnection, slug: str) -> list[dict[str, Any]]:
+    """The values of the form's stored submissions that could not be stored as typed, grouped by where and
+    why (reasons are the pipeline's own words, never a value)."""
+    if not _exists(con, "ops", "quarantine"):
+        return []
+    return _dicts(con.execute(
+        """SELECT table_name AS "table", column_name AS "column", reason, count(*) AS "values",
+                  list(DISTINCT submission_id ORDER BY submission_id)[1:5] AS example_ids
+           FROM ops.quarantine WHERE form = ? GROUP BY ALL
+           ORDER BY "values" DESC, "table", "column" LIMIT 50""",
+        [slug],
+    ))
 
 
 def _light(run: dict[str, Any] | None, failing: list[dict[str, Any]]) -> str:
@@ -411,6 +428,21 @@ def render_form(p: FormPage) -> str:
         parts.append("<ul>" + "".join(f"<li>{e(c)}</li>" for c in p.changes) + "</ul>")
     else:
         parts.append('<p class="note">This is the first recorded run.</p>')
+    parts.append("<h2>Values not stored as typed (quarantine)</h2>")
+    if p.quarantine:
+        parts.append(
+            '<p class="note">Their submissions are loaded with these answers empty (NULL); '
+            "<code>ops.quarantine</code> has one row per value. Correct them in KoBo and the next sync "
+            "loads them.</p>"
+        )
+        rows = [
+            [e(q["table"]), e(q["column"]), e(q["reason"]), e(q["values"]),
+             f'<span class="ids">{e(", ".join(str(i) for i in q["example_ids"]))}</span>']
+            for q in p.quarantine
+        ]
+        parts.append(_table(["table", "column", "reason", "values", "example _ids"], rows, {3}))
+    else:
+        parts.append('<p class="note">None: every answer was stored as its question\'s type.</p>')
     parts.append("<h2>Checks that failed: submissions to follow up</h2>")
     if p.failing:
         parts.append(

@@ -7,7 +7,8 @@ import duckdb
 from ops_helpers import demo_settings
 
 from connectors.demo_server import DemoKoboServer
-from pipelines.run import run_sync
+from expectations import write_report
+from pipelines.run import run_sync, select_forms
 
 MARK = "ZZPII-7731"
 
@@ -45,6 +46,7 @@ def test_untransformable_values_are_quarantined_without_their_value(tmp_path):
                 "SELECT head_age, income, gps, last_distribution, phone FROM household_survey.submissions "
                 "WHERE _id IN (SELECT unnest(?)) ORDER BY _id", [ids[:5]]
             ).fetchall()
+    rows = [r for r in rows if r[0] in edits]  # the demo's own planted problems are there too
     assert [(r[0], r[1], r[2]) for r in rows] == [
         (ids[0], "submissions", "head_age"), (ids[1], "submissions", "income"),
         (ids[2], "submissions", "gps"), (ids[3], "submissions", "last_distribution"),
@@ -54,5 +56,13 @@ def test_untransformable_values_are_quarantined_without_their_value(tmp_path):
     assert rows[0][3].startswith("not a number to put in a band")
     assert [stored[i][i] for i in range(5)] == [None] * 5
     assert members == [("female", 30)]  # the single instance is kept, its name dropped by the policy
+
+    # the MEAL lead's report lists them: where, why, how many, which submissions; never a value
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        write_report(con, settings.data_dir / "reports", select_forms(settings, None))
+    html = (settings.data_dir / "reports" / "household_survey.html").read_text(encoding="utf-8")
+    section = html.split("Values not stored as typed (quarantine)</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "not a number to put in a band; not stored (privacy policy)" in section
+    assert "head_age" in section and str(ids[0]) in section and "last_distribution" in section
     leaked = [p for p in settings.data_dir.rglob("*") if p.is_file() and MARK.encode() in p.read_bytes()]
     assert leaked == []
