@@ -280,21 +280,21 @@ def _parse_content(content: dict, form: str, vuid: str) -> list[_Row]:
                 stack_relevant.pop()
             continue
         name = str(raw.get("name") or raw.get("$autoname") or "")
-        if rtype in ("begin_group", "begin_repeat"):
+        if rtype in _BEGIN:
             if not name:
                 name = f"group_{raw.get('$kuid') or len(rows)}"
             stack.append((name, rtype))
             stack_relevant.append(raw.get("relevant") or None)
         if not name or rtype in ("note", "xml-external", "csv-external"):
             continue
+        parents = stack[:-1] if rtype in _BEGIN else stack
         # KPI's own nodes sit at the root or in `meta`; a question of that name in a group is data
-        if name in _SKIP_NAMES and [n for n, _ in stack[: len(stack) - (rtype in _BEGIN)]] in ([], ["meta"]):
+        if name in _SKIP_NAMES and [n for n, _ in parents] in ([], ["meta"]):
             continue
-        path = "/".join(n for n, _ in stack) if rtype in ("begin_group", "begin_repeat") else None
+        path = "/".join(n for n, _ in stack) if rtype in _BEGIN else None
         if path is None:
             path = _META_XPATHS.get(rtype) if not stack else None
             path = path or "/".join([n for n, _ in stack] + [name])
-        parents = stack[:-1] if rtype in ("begin_group", "begin_repeat") else stack
         repeat_parts: list[str] = []
         parent_repeat = ""
         for n, t in parents:
