@@ -47,6 +47,8 @@ class PageTransform:
     def _rejected(self, rejected: list[tuple[Any, str, str]]) -> list[QuarantineRecord]:
         """Values the policy could not transform (a date it cannot generalise, a number it cannot band):
         not stored, so quarantined, without the value (it may be personal)."""
+        if not rejected:
+            return []
         repeats = {t.xpath: name for name, t in self.raw_schema.tables.items() if t.parent is not None}
         out = []
         for submission_id, xpath, reason in rejected:
