@@ -368,13 +368,13 @@ def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -
         if columnar:
             main_objs.append(sub)
         else:
-            _fill_system(system_cols, row, sub)
+            _fill_system(system_cols, row, sub, quarantine)
         fill(main, sub, row, sub_id, str(sub_id), qmap, rmap)
         ids.append(sub_id)
 
     if columnar and not _read_system(main, main_objs):
         for row, sub in enumerate(main_objs):
-            _fill_system(system_cols, row, sub)
+            _fill_system(system_cols, row, sub, quarantine)
 
     for rows in tables.values():
         _read_plain(rows)
@@ -533,10 +533,24 @@ def _read_system(main: _Rows, subs: list[dict]) -> bool:
     return True
 
 
-def _fill_system(system_cols: list[dict[int, Any]], row: int, sub: dict) -> None:
-    """The system columns of one submission's main row (`system_cols` in `_SYSTEM_COLUMNS` order)."""
+def _fill_system(
+    system_cols: list[dict[int, Any]], row: int, sub: dict, quarantine: list[QuarantineRecord]
+) -> None:
+    """The system columns of one submission's main row (`system_cols` in `_SYSTEM_COLUMNS` order); a
+    value KoBo never sends in that shape (a list as `_uuid`, a text as the validation status) is
+    quarantined, not dropped without a word."""
+    sub_id = _to_id(sub.get("_id")) or 0
+
+    def bad(column: str, reason: str, raw: Any) -> None:
+        raw_text = raw if isinstance(raw, str) else None  # a list or object may hold a username
+        quarantine.append(QuarantineRecord(sub_id, MAIN_TABLE, column, reason, raw_text, str(sub_id)))
+
     status = sub.get("_validation_status")
-    status = status if isinstance(status, dict) else {}
+    if not isinstance(status, dict):
+        if status not in (None, "", [], ()):
+            bad("_validation_status_uid", "not a KoBo validation status (an object with uid and label)",
+                status)
+        status = {}
     root = sub.get("meta/rootUuid")
     if isinstance(root, str) and root.startswith("uuid:"):
         root = root[5:]
@@ -554,8 +568,11 @@ def _fill_system(system_cols: list[dict[int, Any]], row: int, sub: dict) -> None
         sub.get("_submitted_by"),
         sub.get("_status"),
     )
-    for col, value in zip(system_cols, values, strict=True):
-        if value is None or isinstance(value, (list, dict)):
+    for name, col, value in zip(_SYSTEM_COLUMNS, system_cols, values, strict=True):
+        if value is None:
+            continue
+        if isinstance(value, (list, dict)):
+            bad(name, "a list or object where KoBo sends a single value", None)
             continue
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         col[row] = value if number else _scalar(value)

@@ -134,6 +134,34 @@ def test_system_columns_read_in_columns_are_those_read_row_by_row(household, odd
         assert row["_validation_status_uid"] is None and row["_validation_status_time"] is None
 
 
+
+@pytest.mark.parametrize(
+    ("odd", "column", "raw_value"),
+    [
+        ({"_validation_status": "validation_status_approved"}, "_validation_status_uid",
+         "validation_status_approved"),
+        ({"_validation_status": [{"uid": "x", "by_whom": "enumerator7"}]}, "_validation_status_uid", None),
+        ({"_validation_status": {"uid": "x", "by_whom": ["enumerator7"]}}, "_validation_status_by", None),
+        ({"_uuid": ["a", "b"]}, "_uuid", None),
+    ],
+    ids=repr,
+)
+def test_a_system_value_of_an_unexpected_shape_is_quarantined(
+    household, odd: dict[str, Any], column: str, raw_value: str | None
+) -> None:
+    """Not stored as typed, so in the quarantine with the `_id` and the column (the row still loads); a
+    list or object keeps no value there, as it may hold a username."""
+    schema, raw = household
+    subs = copy.deepcopy(raw[:5])
+    subs[3].update(odd)
+    batch = _same(subs, schema)
+    sid = subs[3]["_id"]
+    assert [(q.submission_id, q.table, q.column, q.raw_value, q.row_key) for q in batch.quarantine] == [
+        (sid, "submissions", column, raw_value, str(sid))
+    ]
+    assert batch.tables["submissions"].to_pylist()[3][column] is None
+    assert batch.submission_ids == [s["_id"] for s in subs]
+
 def test_flattening_keeps_no_reference_to_the_rows(household) -> None:
     """The walk's functions form a reference cycle; rows kept on it would wait for the cyclic collector,
     which then scans every one of them (≈ 4 ms per 1 000-row page)."""
