@@ -30,6 +30,7 @@ from connectors.errors import (
     TokenRejected,
     error_for_status,
 )
+from connectors.json_repair import repaired_body
 
 log = logging.getLogger("kobo_etl.http")
 
@@ -295,7 +296,13 @@ class KoboClient:
                           (time.monotonic() - t0) * 1000)
                 if status == 200:
                     try:
-                        data = parse(body)
+                        try:
+                            data = parse(body)
+                        except (ValueError, RuntimeError):  # simdjson: RuntimeError for a huge integer
+                            # JSON the fast parsers refuse (an unpaired surrogate escape, a huge integer)
+                            # would fail on every run: repaired once, here, for every reader of the body
+                            body = repaired_body(body, form=form)
+                            data = parse(body)
                         if check is not None:
                             check(data)
                         return data, body

@@ -91,6 +91,16 @@ _WHITELIST = {
 }
 
 
+def _encode_record(rec: dict[str, Any]) -> bytes:
+    """A submission as KPI writes it. orjson refuses what Python's json writes as valid JSON (an unpaired
+    surrogate as a `\\udXXX` escape, an integer beyond 64 bits); such a record, put in by a test through
+    `edit_submission`, is written the standard library's way, as KPI would."""
+    try:
+        return orjson.dumps(rec)
+    except orjson.JSONEncodeError:
+        return json.dumps(rec, separators=(",", ":")).encode()
+
+
 def _comparable(a: Any, b: Any) -> bool:
     num = (int, float)
     if isinstance(a, bool) or isinstance(b, bool):
@@ -220,14 +230,14 @@ class _Collection:
 
     def prerender(self) -> None:
         """Encode every base record once, so plain range pages join bytes instead of generating rows."""
-        self._encoded = [orjson.dumps(self._record_at(i)) for i in range(self.size)]
+        self._encoded = [_encode_record(self._record_at(i)) for i in range(self.size)]
 
     def encoded(self, i: int) -> bytes:
         """`record(i)` as orjson bytes: edits win over the cache; records appended later are encoded here."""
         rec = self.edited.get(self._id_at(i))
         if rec is None and i < len(self._encoded):
             return self._encoded[i]
-        return orjson.dumps(rec if rec is not None else self._record_at(i))
+        return _encode_record(rec if rec is not None else self._record_at(i))
 
     def alive_between(self, a: int, b: int) -> int:
         return (b - a) - (bisect_left(self.deleted_idx, b) - bisect_left(self.deleted_idx, a))
@@ -1246,9 +1256,9 @@ class DemoKoboServer:
         with self._lock:
             if ident.isdigit():
                 idx = coll.index_of(int(ident))
-                return orjson.dumps(coll.record(idx)) if idx is not None else None
+                return _encode_record(coll.record(idx)) if idx is not None else None
             count, rows = coll.select({"meta/rootUuid": "uuid:" + ident.removeprefix("uuid:")}, [], 0, 1)
-            return orjson.dumps(rows[0]) if rows else None
+            return _encode_record(rows[0]) if rows else None
 
     def _data_page(self, asset: _Asset, path: str, query: dict[str, str]) -> bytes:
         if "count" in query:
@@ -1318,6 +1328,8 @@ class DemoKoboServer:
             prev = link(None)
         else:
             prev = link(min(start, count) - limit if start > count else start - limit)
+        if isinstance(results, list):
+            results = orjson.Fragment(b"[" + b",".join(map(_encode_record, results)) + b"]")
         # results last: DRF writes it last, and clients may slice it out without parsing the envelope
         return orjson.dumps({"count": count, "next": nxt, "previous": prev, "results": results})
 
