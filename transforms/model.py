@@ -63,6 +63,7 @@ class Question:
     relevant: str | None = None
     group_relevant: str | None = None  # `relevant` of the enclosing groups/repeats, joined with "and"
     constraint: str | None = None
+    calculation: str | None = None  # the XLSForm calculation (every version's, one per line)
     parameters: str | None = None  # e.g. a range question's "start=0 end=10 step=1"
     group_path: str = ""
     labels: dict[str, str] = field(default_factory=dict)  # language -> label

@@ -16,7 +16,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -329,6 +329,7 @@ def _plan(schema: FormSchema, policy: PrivacyPolicy) -> PolicyPlan:
             )
             by_key[key + "_other"] = _decide(other, key + "_other", policy, schema.slug)
             used.update(k for k in (other.xpath, *other.xpaths, other.name) if k in policy.questions)
+    _withhold_copies(by_key, schema)
     used.update(k for k in repeats if k in policy.questions)
     used.update(k for t in schema.tables.values() for k in (t.name,) if k in policy.questions)
     seen: set[str] = set()
@@ -353,6 +354,35 @@ def _plan(schema: FormSchema, policy: PrivacyPolicy) -> PolicyPlan:
         repeat_rules.update(dict.fromkeys(keys, rule))
     return PolicyPlan(schema.slug, policy, by_key, repeats, withheld, sorted(unlisted), unused,
                       repeat_rules=repeat_rules, question_names=names)
+
+
+_REFERENCE = re.compile(r"\$\{\s*([^}\s]+)\s*\}")
+
+
+def _withhold_copies(by_key: dict[str, _Decision], schema: FormSchema) -> None:
+    """Withhold a question kept only by default (no rule names it) whose calculation reads an answer the
+    policy does not keep as it is (withheld, dropped, pseudonymised, banded, ...): `concat(${name}, ' ',
+    ${phone})` would store a copy of what the policy protects. Repeated until nothing changes, for a
+    calculation that reads another calculation."""
+
+    def name_of(key: str) -> str:
+        q = schema.questions.get(key)
+        return q.name if q is not None else key.rsplit("/", 1)[-1]  # `<name>_other` has no Question
+
+    changed = True
+    while changed:
+        changed = False
+        protected = {name_of(k) for k, d in by_key.items() if d.rule is None or d.rule.action != "keep"}
+        for key, d in by_key.items():
+            q = schema.questions.get(key)
+            if d.source != "default" or d.rule is None or q is None or not q.calculation:
+                continue
+            read = sorted(set(_REFERENCE.findall(q.calculation)) & protected)
+            if read:
+                reason = (f"{d.qtype} calculated from {', '.join(read)}, which the policy does not keep as "
+                          "it is: the calculation can copy those answers")
+                by_key[key] = _Decision(None, d.qtype, d.xpath, "default", reason)
+                changed = True
 
 
 def _repeat_rule(
@@ -1023,6 +1053,35 @@ def _suggest_rule(q: Question) -> tuple[dict[str, Any], str]:
     return {"action": "drop"}, f"open or unknown type {t}"
 
 
+def _suggestions(questions: Collection[Question]) -> dict[str, tuple[dict[str, Any], str]]:
+    """`_suggest_rule` per question (by xpath), except that a question whose calculation reads an answer
+    the suggestions do not keep as it is is suggested `drop` (it could store a copy of that answer)."""
+    out: dict[str, tuple[dict[str, Any], str]] = {}
+    protected: set[str] = set()
+    for q in questions:
+        if q.type in METADATA_TYPES:
+            if METADATA_DEFAULTS[METADATA_TYPES[q.type]]["action"] != "keep":
+                protected.add(q.name)
+            continue
+        out[q.xpath] = _suggest_rule(q)
+        if out[q.xpath][0]["action"] != "keep":
+            protected.add(q.name)
+        if q.or_other:
+            protected.add(q.name + "_other")
+    calculated = [q for q in questions if q.xpath in out and q.calculation]
+    changed = True
+    while changed:
+        changed = False
+        for q in calculated:
+            read = sorted(set(_REFERENCE.findall(q.calculation or "")) & protected)
+            if read and out[q.xpath][0]["action"] == "keep":
+                out[q.xpath] = ({"action": "drop"}, f"calculated from {', '.join(read)}, which this policy "
+                                "does not keep as it is; keep it only if the calculation cannot copy them")
+                protected.add(q.name)
+                changed = True
+    return out
+
+
 def tokens_of(q: Question) -> list[str]:
     """Word tokens of a question's name and every label (for suggestion heuristics)."""
     out = tokens(q.name)
@@ -1074,13 +1133,14 @@ def suggest_policy(schema: FormSchema) -> str:
     lines.append("quasi_identifiers: []" + hint)
     lines.append("questions:")
     metadata_lines = []
+    suggested = _suggestions(unique.values())
     for q in unique.values():
         if q.type in METADATA_TYPES:
             rule = METADATA_DEFAULTS[METADATA_TYPES[q.type]]
             metadata_lines.append(f"#   {METADATA_TYPES[q.type]}: {_flow(rule)}  (question {q.xpath})")
             continue
         key = q.name if name_count[q.name] == 1 else q.xpath
-        rule, reason = _suggest_rule(q)
+        rule, reason = suggested[q.xpath]
         lines.append(f"  {_yaml_key(key)}: {_flow(rule)}  # {reason}")
         if q.or_other:
             lines.append(f"  {_yaml_key(key + '_other')}: drop  # 'other, specify' free text")

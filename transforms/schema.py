@@ -126,6 +126,7 @@ class _Row:
     relevant: str | None = None
     group_relevant: str | None = None
     constraint: str | None = None
+    calculation: str | None = None
     parameters: str | None = None
     repeat_count: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -319,6 +320,7 @@ def _parse_content(content: dict, form: str, vuid: str) -> list[_Row]:
             relevant=raw.get("relevant") or None,
             group_relevant=group_relevant,
             constraint=raw.get("constraint") or None,
+            calculation=str(raw["calculation"]) if raw.get("calculation") not in (None, "") else None,
             parameters=str(raw["parameters"]) if raw.get("parameters") not in (None, "") else None,
             repeat_count=str(raw["repeat_count"]) if raw.get("repeat_count") not in (None, "") else None,
             labels=_translated(raw, "label", translations),
@@ -457,6 +459,9 @@ def _build_columns(
             relevant=newest.relevant,
             group_relevant=newest.group_relevant,
             constraint=newest.constraint,
+            # every version's: an older one may have copied answers the newest no longer uses
+            calculation="\n".join(dict.fromkeys(r.calculation for r in entity.rows.values() if r.calculation))
+            or None,
             parameters=newest.parameters,
             group_path=newest.group_path,
             labels=dict(newest.labels),
