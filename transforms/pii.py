@@ -49,6 +49,10 @@ RISKY_KEYWORDS: dict[str, frozenset[str]] = {
             "whatsapp",
             "msisdn",
             "phonenumber",
+            "contact",  # "Contact number" on an integer question is a phone number
+            "contacts",
+            "contacto",
+            "contato",
             "telefono",
             "telefone",
             "celular",
@@ -232,8 +236,10 @@ def normalise(value: str, how: str | None, default_country_code: str | None = No
 #: Applied in order; e-mails first so their digits are not taken for phone numbers. Crude by design: names
 #: are NOT caught, which is why the suggested action for free text is `drop`.
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
-_PHONE_LIKE = re.compile(r"(?<!\w)\+?\d[\d\s().-]{6,}\d(?!\w)")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: digits with the separators people type between them: spaces, dots, brackets, hyphens and dashes, slashes
+#: and underscores (`0712–345–678`, `0723/456/789`, `0734_567_890`)
+_PHONE_LIKE = re.compile(r"(?<!\w)\+?\d[\d\s()./_\u2010-\u2015-]{6,}\d(?!\w)")
+_DATE = re.compile(r"\d{1,4}([-/.])\d{1,2}\1\d{1,4}")  # 2026-03-15, 15/03/2026, 15.03.2026
 _ID_LIKE = re.compile(r"(?<!\w)[A-Za-z]{0,3}[-/]?\d{5,}(?!\w)")
 
 
@@ -243,7 +249,7 @@ def _phone_or_id(match: re.Match[str]) -> str:
     digits = sum(ch.isdigit() for ch in text)
     if text.startswith("+") or digits >= 9:
         return "[PHONE]"
-    if _ISO_DATE.fullmatch(text.strip()):
+    if _DATE.fullmatch(text.strip()):
         return text
     return "[ID]" if digits >= 5 else text
 

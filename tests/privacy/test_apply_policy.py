@@ -124,8 +124,10 @@ def test_unlisted_risky_questions_are_withheld_and_reported() -> None:
         q("hh/hh_code", "calculate", labels={"English (en)": "Household ID"}),
         q("hh/contact", "integer", labels={"English (en)": "Phone number of the head"}),
         q("hh/gps2", "geopoint"),
+        q("hh/reach", "integer", labels={"English (en)": "Contact number"}),
     ]
     sub = household_submission() | {
+        "hh/reach": "722654321",
         "hh/mother_name": "Mama Amina",
         "hh/chef": "Baraka",
         "hh/hh_code": "HH-0042",
@@ -135,7 +137,7 @@ def test_unlisted_risky_questions_are_withheld_and_reported() -> None:
     result = _run([sub], questions)
     out = result.submissions[0]
     withheld = {w.xpath: w for w in result.withheld}
-    for xp in ("hh/mother_name", "hh/chef", "hh/hh_code", "hh/contact", "hh/gps2", "photo"):
+    for xp in ("hh/mother_name", "hh/chef", "hh/hh_code", "hh/contact", "hh/gps2", "hh/reach", "photo"):
         assert xp not in out
         assert xp in withheld
     assert withheld["hh/mother_name"].type == "text"
@@ -270,6 +272,13 @@ def test_geotrace_rounding_and_redaction_patterns() -> None:
     assert round_gps([None, None], 2) == [None, None]
     assert redact_text("Tel +33 6 12 34 56 78 / ID 12345678 / x@y.org / 3 kids") == (
         "Tel [PHONE] / ID [ID] / [EMAIL] / 3 kids"
+    )
+    # the separators people type: dashes, slashes, underscores; dates stay
+    assert redact_text("Call 0712\u2013345\u2013678, 0723/456/789 or 0734_567_890 on 15/03/2026") == (
+        "Call [PHONE], [PHONE] or [PHONE] on 15/03/2026"
+    )
+    assert redact_text("born 1990.03.15, seen 2026-03-15; case AB/12345") == (
+        "born 1990.03.15, seen 2026-03-15; case [ID]"
     )
     assert band_label(4, [0, 5, 18, 60], None) == "0-4"
     assert band_label(60, [0, 5, 18, 60], None) == "60+"
