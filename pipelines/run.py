@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,11 +11,12 @@ from config import ConfigError, EtlError, FormConfig, Settings, load_form_config
 from connectors import KoboClient
 from pipelines.alerts import INDICATORS, alert_exception, alert_run
 from pipelines.checks import publish_outputs
-from pipelines.progress import SyncProgress
-from pipelines.sync import SyncSummary, sync_form
+from pipelines.progress import CONSOLE_ATTR, SyncProgress
+from pipelines.sync import SyncSummary, sync_form, unexpected_error_text
 from warehouse import connect
 
 log = logging.getLogger("kobo_etl")
+FILE_ONLY = {CONSOLE_ATTR: False}
 
 
 @dataclass
@@ -77,37 +79,45 @@ def run_sync(
 ) -> RunResult:
     """Sync the given forms (all configured ones by default), then publish and report.
 
-    Expected errors (EtlError) of one form are recorded and the other forms still sync. A red run sends
+    An error of one form (expected, or a bug) is recorded and the other forms still sync. A red run sends
     the configured alerts (pipelines/alerts.py) unless `alerts=False`; so does a run that cannot start
     because the warehouse is locked or the token/key is missing. `progress` shows pages, rate and ETA.
     `checks=False` skips the GX/HFC checks (tests and quick resyncs).
     """
-    forms = select_forms(settings, slugs)
+    forms: list[FormConfig] = []
     try:
+        # a broken form file stops every scheduled run: it must reach the log and the alert like the rest
+        forms = select_forms(settings, slugs)
         settings.require_key()  # stop before fetching anything when the key is missing
         client = client or make_client(settings)
         con = connect(settings.warehouse_path, wait_s=wait_s, memory_limit=settings.duckdb_memory_limit)
     except EtlError as exc:
+        log.error("the run could not start: %s", exc, extra=FILE_ONLY)  # the CLI prints it
         if alerts:
-            alert_exception(settings, exc, [f.slug for f in forms])
+            alert_exception(settings, exc, [f.slug for f in forms] or list(slugs or []))
         raise
     result = RunResult()
     with con:
         for form in forms:
             bar = SyncProgress(form.slug) if progress else None
             try:
-                result.summaries.append(
-                    sync_form(settings, form, con, client, full=full, checks=checks, progress=bar)
-                )
+                summary = sync_form(settings, form, con, client, full=full, checks=checks, progress=bar)
+                result.summaries.append(summary)
+                for line in summary.lines():  # the outcome, for the log file (the CLI prints it)
+                    log.info("%s", line, extra=FILE_ONLY)
             except EtlError as exc:
                 log.error("%s: %s", form.slug, exc)
                 result.errors.append(f"{form.slug}: {exc}")
                 result.failures[form.slug] = str(exc)
                 result.error_types[form.slug] = type(exc).__name__
-            except Exception as exc:  # a bug, not an expected error: tell someone, then crash as before
-                if alerts:
-                    alert_exception(settings, exc, [form.slug])
-                raise
+            except Exception as exc:  # noqa: BLE001 — a bug: this form fails, the others still sync
+                message = unexpected_error_text(exc)
+                # the frames say where; the message is left out, as it may quote a submission's value
+                log.error("%s: %s; the other forms still sync. Traceback (most recent call last):\n%s",
+                          form.slug, message, "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+                result.errors.append(f"{form.slug}: {message}")
+                result.failures[form.slug] = message
+                result.error_types[form.slug] = type(exc).__name__
             finally:
                 if bar is not None:
                     bar.close()

@@ -488,7 +488,9 @@ def sync_form(
         elif isinstance(exc, EtlError) and isinstance(exc.__cause__, duckdb.OutOfMemoryException):
             error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit, detail=str(exc))
         summary.status = "failed"
-        summary.error = str(error) if _is_expected(error) else f"{type(error).__name__}: {error}"
+        # a bug's message may quote a value (even a raw one, from the privacy step): the class only here;
+        # run_sync logs where it happened
+        summary.error = str(error) if _is_expected(error) else unexpected_error_text(error)
         summary.duration_s = time.monotonic() - started
         fail_run(con, summary.run_id, summary.error)
         if error is not exc:
@@ -533,6 +535,11 @@ def apply_deletions(
     delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
     summary.deleted += len(deleted)
     log.info("%s: %d submissions deleted on the server", ctx.config.slug, len(deleted))
+
+
+def unexpected_error_text(exc: BaseException) -> str:
+    """What a run records and shows of an error that is a bug: its class, never its message."""
+    return f"unexpected error {type(exc).__name__}; where it happened is in data/logs/kobo-etl.log"
 
 
 def _is_expected(exc: BaseException) -> bool:

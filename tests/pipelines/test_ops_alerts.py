@@ -10,6 +10,7 @@ import pytest
 from ops_helpers import demo_settings, raw_personal_values, smtp_sink, webhook_receiver
 
 from config import DEMO_PSEUDONYMISATION_KEY
+from config.errors import FormConfigError
 from connectors.demo_server import DemoKoboServer
 from pipelines.alerts import Alert, FormProblem, build_alert, notify
 from pipelines.run import run_sync
@@ -123,3 +124,25 @@ def test_message_advice_by_error_class():
     # an indicator error is not a form's: its advice is the indicators file, not a report page
     alert = build_alert([FormProblem("indicators", error="indicator 'FCS_MEAN' failed: unknown column")])
     assert "config/indicators.yaml" in alert.text and "data/reports/indicators.html" not in alert.text
+
+
+def test_a_broken_form_file_alerts_and_the_log_has_each_outcome(server, tmp_path, caplog):
+    """A typo in one form file stops every scheduled run: it must reach the alert and the log file. The
+    outcome of a run that works is in the log too (under cron the log is the only record)."""
+    with webhook_receiver() as (url, bodies):
+        settings = demo_settings(server, tmp_path, alert_webhook_url=url)
+        with caplog.at_level(logging.INFO, logger="kobo_etl"):
+            result = run_sync(settings, progress=False, checks=False, outputs=False)
+        (settings.forms_dir / "other_form.yaml").write_text(
+            "slug: other_form\nasset_uid: aOther\nsycn: {page_size: 10}\n", encoding="utf-8"
+        )
+        with caplog.at_level(logging.INFO, logger="kobo_etl"), pytest.raises(FormConfigError):
+            run_sync(settings, progress=False, checks=False, outputs=False)
+    assert not result.red
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("household_survey: success in ") for m in logged)
+    assert any(m.startswith("  server has 60 submissions, warehouse has 60") for m in logged)
+    assert any(m.startswith("the run could not start: ") and "sycn" in m for m in logged)
+    assert len(bodies) == 1
+    text = json.loads(bodies[0])["text"]
+    assert "FormConfigError" in text and "other_form.yaml" in text
