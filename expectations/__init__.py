@@ -7,7 +7,14 @@ from expectations.hfc import DEFAULTS as HFC_DEFAULTS
 from expectations.hfc import HfcReport, HfcResult, run_hfc
 from expectations.report import write_report
 from expectations.structure import BatchStructure, StructuralError, check_batch_structure
-from expectations.suites import ExpectationSpec, SuiteSpec, build_suite, load_overrides, parse_constraint
+from expectations.suites import (
+    ExpectationSpec,
+    SuiteSpec,
+    build_suite,
+    load_overrides,
+    parse_constraint,
+    suite_for_stored_types,
+)
 from expectations.validate import (
     FAILED_ROWS_SCHEMA,
     CheckResult,
@@ -30,6 +37,7 @@ __all__ = [
     "build_suite",
     "load_overrides",
     "parse_constraint",
+    "suite_for_stored_types",
     "CheckResult",
     "FAILED_ROWS_SCHEMA",
     "failed_rows",

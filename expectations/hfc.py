@@ -156,6 +156,10 @@ class HfcReport:
         return pa.concat_tables([FAILED_ROWS_SCHEMA.empty_table(), *parts])
 
 
+_NUMBER_TYPES = ("BIGINT", "INTEGER", "DOUBLE", "FLOAT", "DECIMAL", "SMALLINT", "HUGEINT", "REAL", "TINYINT",
+                 "UBIGINT", "UINTEGER")
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -240,22 +244,24 @@ class _Ctx:
             return [c for c in cols if c in self.types and c not in _META_COLUMNS]
         return [c for c in self.order if not c.startswith("_") and "__" not in c and c not in _META_COLUMNS]
 
+    def is_number(self, col: str) -> bool:
+        """Stored as a number: a question the privacy policy bands is text (`18-59`), whatever the form says."""
+        return col in self.types and self.types[col].startswith(_NUMBER_TYPES)
+
     def numeric_questions(self) -> list[str]:
         if self.opts.get("outlier_columns"):
-            return [c for c in self.opts["outlier_columns"] if c in self.types]
+            return [c for c in self.opts["outlier_columns"] if self.is_number(c)]
         if self.schema is not None:
             cols = [
                 q.column
                 for q in self.schema.questions.values()
                 if q.table == MAIN_TABLE and q.type in ("integer", "decimal", "range")
             ]
-            return [c for c in dict.fromkeys(cols) if c in self.types]
-        num = ("BIGINT", "INTEGER", "DOUBLE", "FLOAT", "DECIMAL", "SMALLINT", "HUGEINT", "REAL")
+            return [c for c in dict.fromkeys(cols) if self.is_number(c)]
         return [
             c
             for c in self.answer_columns()
-            if self.types[c].startswith(num)
-            and not c.endswith(("_latitude", "_longitude", "_altitude", "_precision"))
+            if self.is_number(c) and not c.endswith(("_latitude", "_longitude", "_altitude", "_precision"))
         ]
 
 
@@ -343,7 +349,10 @@ def _duration_checks(cx: _Ctx) -> list[HfcResult]:
         ),
     ]
     hh = str(cx.opts.get("household_size_column") or "")
-    if hh and cx.has(hh):
+    if hh and cx.has(hh) and not cx.is_number(hh):
+        out.append(cx.skip("duration_per_member", titles["duration_per_member"],
+                           f"{hh} is stored as text (e.g. bands from the privacy policy)", hh))
+    elif hh and cx.has(hh):
         out.append(
             cx.flag(
                 "duration_per_member",

@@ -17,6 +17,7 @@ from expectations import (
     build_suite,
     failed_rows,
     run_hfc,
+    suite_for_stored_types,
     validate_table,
     write_report,
 )
@@ -77,7 +78,7 @@ def check_form(
     if len(loaded):
         preload_gx()  # ≈ 3 s of import, overlapped with the HFCs' DuckDB queries below
     hfc = run_hfc(con, slug, schema=schema, quality=form.quality)
-    suite = build_suite(schema)
+    suite = suite_for_stored_types(build_suite(schema), _stored_types(con, slug))
     results: list[CheckResult] = []
     failed: list[pa.Table] = []  # Arrow from the queries to ops.dq_failed_rows: no Python object per row
     if len(loaded):
@@ -112,6 +113,17 @@ def check_form(
         slug, run["errors_failed"], run["warnings_failed"], risk.light,
     )
     return int(run["errors_failed"]), hfc
+
+
+def _stored_types(con: duckdb.DuckDBPyConnection, slug: str) -> dict[str, dict[str, str]]:
+    """table → column → DuckDB type of the form's tables as the warehouse holds them now."""
+    out: dict[str, dict[str, str]] = {}
+    for table, column, dtype in con.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = ?",
+        [slug],
+    ).fetchall():
+        out.setdefault(table, {})[column] = dtype
+    return out
 
 
 def previous_checks_failed(con: duckdb.DuckDBPyConnection, slug: str) -> int:
