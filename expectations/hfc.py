@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from expectations.suites import KOBO_METADATA
+from expectations.suites import KOBO_METADATA, TEXT_COLUMN_NOTE
 from expectations.validate import FAILED_ROWS_SCHEMA, CheckResult, query_arrow, to_failed_rows
 from transforms.model import MAIN_TABLE, FormSchema
 
@@ -245,7 +245,7 @@ class _Ctx:
         return [c for c in self.order if not c.startswith("_") and "__" not in c and c not in _META_COLUMNS]
 
     def is_number(self, col: str) -> bool:
-        """Stored as a number: a question the privacy policy bands is text (`18-59`), whatever the form says."""
+        """Stored as a number (a question the privacy policy bands is text, `18-59`, whatever its type)."""
         return col in self.types and self.types[col].startswith(_NUMBER_TYPES)
 
     def numeric_questions(self) -> list[str]:
@@ -351,7 +351,7 @@ def _duration_checks(cx: _Ctx) -> list[HfcResult]:
     hh = str(cx.opts.get("household_size_column") or "")
     if hh and cx.has(hh) and not cx.is_number(hh):
         out.append(cx.skip("duration_per_member", titles["duration_per_member"],
-                           f"{hh} is stored as text (e.g. bands from the privacy policy)", hh))
+                           f"{hh}: {TEXT_COLUMN_NOTE}", hh))
     elif hh and cx.has(hh):
         out.append(
             cx.flag(
@@ -507,6 +507,12 @@ def _outlier_checks(cx: _Ctx) -> list[HfcResult]:
     scales = [("raw", "CAST({c} AS DOUBLE)")]
     if cx.opts.get("outlier_log"):
         scales.append(("log", "CASE WHEN {c} >= 0 THEN ln(CAST({c} AS DOUBLE) + 1) END"))
+    if cx.schema is not None and not cx.opts.get("outlier_columns"):
+        for q in cx.schema.questions.values():
+            if q.table == MAIN_TABLE and q.type in ("integer", "decimal", "range") and q.column in cx.types \
+                    and not cx.is_number(q.column):
+                out.append(cx.skip(f"outlier:{q.column}", f"Unusual value of {q.column}", TEXT_COLUMN_NOTE,
+                                   q.column))
     for col in cx.numeric_questions():
         conds: list[str] = []
         params: list[float] = []

@@ -506,6 +506,9 @@ def suite_for_columns(suite: SuiteSpec, columns: Iterable[str]) -> SuiteSpec:
     return replace(suite, expectations=keep, notes=notes)
 
 
+TEXT_COLUMN_NOTE = "the column is stored as text (e.g. bands from the privacy policy)"
+
+
 def suite_for_stored_types(suite: SuiteSpec, types: dict[str, dict[str, str]]) -> SuiteSpec:
     """Drop range checks on columns the warehouse stores as text (`types`: table → column → DuckDB type).
 
@@ -517,7 +520,7 @@ def suite_for_stored_types(suite: SuiteSpec, types: dict[str, dict[str, str]]) -
     for e in suite.expectations:
         stored = types.get(data_table(e.table), {}).get(e.column or "", "")
         if e.type == "expect_column_values_to_be_between" and stored.upper() in ("VARCHAR", "TEXT"):
-            notes.append(f"{e.id} skipped: the column is stored as text (e.g. bands from the privacy policy)")
+            notes.append(f"{e.id} skipped: {TEXT_COLUMN_NOTE}")
         else:
             keep.append(e)
     return replace(suite, expectations=keep, notes=notes)

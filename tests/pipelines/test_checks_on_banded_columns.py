@@ -35,7 +35,8 @@ def test_checks_skip_a_banded_column_and_the_run_goes_on(tmp_path):
     with DemoKoboServer(households=120, seed=7, include_fixtures=False) as srv:
         settings = demo_settings(srv, tmp_path)
         _set_rules(settings, BANDS)
-        first = run_sync(settings, progress=False, alerts=False, outputs=False).summaries[0]
+        first = run_sync(settings, progress=False, alerts=False).summaries[0]
+        html = (settings.data_dir / "reports" / "household_survey.html").read_text(encoding="utf-8")
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
             types = dict(con.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
@@ -48,11 +49,18 @@ def test_checks_skip_a_banded_column_and_the_run_goes_on(tmp_path):
         # the rules lifted: new answers are numbers again, the stored columns stay text
         _set_rules(settings, "")
         srv.add_submissions(srv.household_uid, 5)
-        second = run_sync(settings, progress=False, alerts=False, outputs=False).summaries[0]
+        second = run_sync(settings, progress=False, alerts=False).summaries[0]
+        html_after = (settings.data_dir / "reports" / "household_survey.html").read_text(encoding="utf-8")
 
     assert first.status in ("success", "warning") and first.error is None
     assert types == {"hh_size": "VARCHAR", "resp_age": "VARCHAR"}
     assert bands <= {"18-59", "60+", None} and "18-59" in bands
     assert per_member and per_member[0][1] in (0, None)
+    not_run = html.split("<h2>Checks not run</h2>", 1)[1].split("</ul>", 1)[0]
+    assert "per household member: hh_size: the column is stored as text" in not_run
+    assert "Household size is between 1 and 30" in not_run  # the household overrides' range check
     assert second.status in ("success", "warning") and second.error is None
     assert second.inserted == 5
+    # the form says integer again, the column is text: resp_age's range and outlier checks are not run
+    not_run = html_after.split("<h2>Checks not run</h2>", 1)[1].split("</ul>", 1)[0]
+    assert "Age of respondent (years)" in not_run and "Unusual value of resp_age" in not_run
