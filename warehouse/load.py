@@ -408,9 +408,13 @@ def _delete_old_rows(con: duckdb.DuckDBPyConnection, schema: FormSchema, existin
 
 
 def _set_watermark(con: duckdb.DuckDBPyConnection, slug: str, last_id: int) -> None:
+    # never lowered: a `--full` re-sync walks up from the first `_id` over rows stored above it; were it cut
+    # off, a lowered watermark would make the next run insert those rows again (primary key) and its sweep
+    # take them for deleted
     con.execute(
         """INSERT INTO ops.watermarks (form, last_id, updated_at) VALUES (?, ?, ?)
-           ON CONFLICT (form) DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at""",
+           ON CONFLICT (form) DO UPDATE SET last_id = greatest(ops.watermarks.last_id, excluded.last_id),
+           updated_at = excluded.updated_at""",
         [slug, last_id, now_utc()],
     )
 
