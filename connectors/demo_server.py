@@ -680,6 +680,8 @@ class DemoKoboServer:
         self._edit_counter = 0
         # the token's owner may manage the projects: False makes `/history/` answer 403, like KPI
         self.manage_asset = manage_asset
+        # a 5xx status for every `/history/` request (a proxy timing out on a slow history query), or None
+        self.history_fault: int | None = None
         # the most rows a page holds, whatever the limit asked: lower it to act as a server configured so
         self.page_cap = MAX_PAGE_SIZE
         # asset uid → project history entries, oldest first
@@ -1220,6 +1222,8 @@ class DemoKoboServer:
         """`/history/` (newest first, `q`, limit/start) and `/history/actions/`; 403 without manage_asset."""
         if not self.manage_asset:
             return 403, orjson.dumps({"detail": "You do not have permission to perform this action."}), {}, ""
+        if self.history_fault is not None:
+            return self._fault_response(("fail", self.history_fault))
         with self._lock:
             entries = list(self._history.get(asset.uid, []))
         if tail == ["actions"]:

@@ -17,7 +17,15 @@ import duckdb
 
 from config import EtlError, FormConfig, Settings, SyncOptions
 from config.privacy import PrivacyPolicy
-from connectors import BadRequest, FormNotFound, KoboClient, PermissionDenied, SubmissionPage
+from connectors import (
+    BadPayload,
+    BadRequest,
+    FormNotFound,
+    KoboClient,
+    KoboUnavailable,
+    PermissionDenied,
+    SubmissionPage,
+)
 from expectations import HfcReport
 from expectations.structure import check_batch_structure
 from pipelines.checks import LoadedIds, check_form, previous_checks_failed
@@ -293,6 +301,12 @@ def catch_up(
                 )
             set_history_refused(con, slug, as_of)
             reason = _REFUSED
+        except (KoboUnavailable, BadPayload) as exc:
+            # the history is a shortcut: when only it fails (a proxy timing out on a slow history query),
+            # the sweep still finds the changes; if the whole server is down the sweep fails in its turn
+            log.warning("%s: the project history did not answer (%s): this run sweeps the whole id list",
+                        slug, exc)
+            reason = "the project history did not answer"
         else:
             if state.history_refused_at is not None:
                 set_history_refused(con, slug, None)

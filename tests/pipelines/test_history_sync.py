@@ -302,3 +302,28 @@ def test_sync_options_durations() -> None:
     assert SyncOptions.model_validate({"full_sweep_every": "PT2H"}).full_sweep_every == timedelta(hours=2)
     with pytest.raises(ValueError, match="greater than 0"):
         SyncOptions.model_validate({"full_sweep_every": "0h"})
+
+
+def test_a_failing_history_falls_back_to_the_sweep(fresh_server: DemoKoboServer, tmp_path: Path) -> None:
+    """Only `/history/` fails (a proxy's 502 on a slow history query): the run sweeps instead of loading
+    nothing, and nothing is recorded as refused (the next run tries the history again)."""
+    server, uid = fresh_server, fresh_server.household_uid
+    settings = sync_settings(server, tmp_path / "inc", page_size=PAGE, max_retry_s=1)
+    wh = settings.warehouse_path
+    sync_once(settings)
+    ids = server_ids(server)
+    server.edit_submission(uid, ids[2], {"household/hh_size": "7"})
+    server.delete_submission(uid, ids[4])
+    added = server.add_submissions(uid, 3)
+    server.history_fault = 502
+    try:
+        server.clear_requests()
+        second = sync_once(settings)
+    finally:
+        server.history_fault = None
+    assert {e.status for e in server.requests if kind(e) == "history"} == {502}
+    assert "manifest" in kinds(server)
+    assert second.error is None and (second.inserted, second.updated, second.deleted) == (3, 1, 1)
+    assert set(added) <= set(ids_of(wh))
+    assert_same_form(dump_form(wh), fresh_full_dump(server, tmp_path / "full"))
+    assert state(wh)[2] is None
