@@ -533,6 +533,13 @@ def delete_submissions(
                         f"DELETE FROM {qualified(slug, child)} "
                         f"WHERE _submission_id IN (SELECT _id FROM {gone_view})"
                     )
+                # their quarantined values go with them (the values may be personal; a soft delete keeps
+                # the rows, and so their quarantine)
+                con.execute(
+                    "DELETE FROM ops.quarantine WHERE form = ? "
+                    f"AND submission_id IN (SELECT _id FROM {gone_view})",
+                    [slug],
+                )
             con.execute(
                 f"INSERT INTO ops.deletions SELECT ?, _id, ? FROM {gone_view}", [slug, now]
             )

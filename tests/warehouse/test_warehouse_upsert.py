@@ -179,8 +179,11 @@ def test_unknown_column_or_table_is_a_clear_error(con):
 
 
 def test_hard_delete_removes_children_and_records(con):
-    upsert_batch(con, make_schema(), make_batch([1, 2, 3], selected={2: ["radio"]}), run_id="r1")
+    quarantine = [QuarantineRecord(i, "submissions", "hh_size", "not an integer", "twelve") for i in (2, 3)]
+    batch = make_batch([1, 2, 3], selected={2: ["radio"]}, quarantine=quarantine)
+    upsert_batch(con, make_schema(), batch, run_id="r1")
     assert delete_submissions(con, make_schema(), [2, 99], soft=False) == 1
+    assert con.execute("SELECT submission_id FROM ops.quarantine").fetchall() == [(3,)]  # 2's went with it
     assert [r[0] for r in rows(con, "submissions")] == [1, 3]
     assert {r[1] for r in rows(con, "members", "_key")} == {1, 3}
     assert rows(con, "assets__selected", "choice") == []
@@ -190,8 +193,10 @@ def test_hard_delete_removes_children_and_records(con):
 
 
 def test_soft_delete_marks_and_hides_from_manifest(con):
-    upsert_batch(con, make_schema(), make_batch([1, 2]), run_id="r1")
+    quarantine = [QuarantineRecord(1, "submissions", "hh_size", "not an integer", "twelve")]
+    upsert_batch(con, make_schema(), make_batch([1, 2], quarantine=quarantine), run_id="r1")
     assert delete_submissions(con, make_schema(), [1], soft=True) == 1
+    assert con.execute("SELECT count(*) FROM ops.quarantine").fetchone()[0] == 1  # the row stays, so does it
     assert delete_submissions(con, make_schema(), [1], soft=True) == 0
     marked = con.execute(
         f'SELECT _id, _deleted_at IS NOT NULL FROM "{SLUG}".submissions ORDER BY _id'
