@@ -851,6 +851,32 @@ class DemoKoboServer:
             )
             self._assets[uid] = asset
 
+    def deploy_version(
+        self, uid: str, version_uid: str, content: dict[str, Any], records: list[dict[str, Any]], *,
+        name: str = "Form",
+    ) -> None:
+        """Deploy a new version of a form made with `add_form`, and record submissions made with it (each with
+        its `_id`, above the earlier ones, and `__version__`), as the project history would see them."""
+        version = {
+            "uid": version_uid,
+            "content": content,
+            "content_hash": _content_hash(content),
+            "date_deployed": "2026-12-01T08:00:00.000000Z",
+            "date_modified": "2026-12-01T08:00:00.000000Z",
+        }
+        with self._lock:
+            asset = self._asset(uid)
+            assert isinstance(asset.collection, _ListCollection), "only forms made with add_form"
+            asset.versions.insert(0, version)
+            asset.detail = _generated_detail(
+                self.url, uid, name, asset.versions, deployed=True, formhub_uuid=None,
+                submission_count=len(asset.collection.records) + len(records), last_submission=None,
+                date_created="2026-11-01T07:00:00.000000Z",
+            )
+            for rec in copy.deepcopy(records):
+                asset.collection.append(rec)
+                self._record_history(uid, "add-submission", rec)
+
     def add_submissions(self, uid: str, n: int) -> list[int]:
         """Append n new submissions (new `_id`s above every earlier one); return their `_id`s."""
         with self._lock:

@@ -36,6 +36,7 @@ from transforms.model import FlatBatch, FormSchema
 from transforms.page import PageTransform
 from transforms.privacy import apply_policy_to_schema, check_strict, decided_questions, withheld_questions
 from warehouse import (
+    SchemaChange,
     SyncState,
     WarehouseOutOfMemory,
     count_submissions,
@@ -54,6 +55,7 @@ from warehouse import (
     set_history_refused,
     set_sync_state,
     start_run,
+    stored_versions,
     upsert_batch,
     upsert_pending_privacy,
     write_labels,
@@ -452,6 +454,14 @@ def sync_form(
         update_privacy_todo(con, ctx)
         changes = ensure_tables(con, ctx.schema)
         summary.schema_changes = [c.describe() for c in changes] + list(ctx.schema.type_changes)
+        rederive = None if full else _stored_rows_outdated(con, ctx.schema, changes)
+        if rederive is not None:
+            # stored rows were typed and flattened under the old definition; they are not kept as raw JSON
+            # (privacy), so the only way to give them the new column or type is to download them again
+            log.warning("%s: %s; every submission is downloaded again so that older ones have it too",
+                        form.slug, rederive)
+            summary.schema_changes.append(f"every submission downloaded again: {rederive}")
+            full = True
         write_labels(con, ctx.schema, to_label_tables(ctx.schema))
         create_label_views(con, ctx.schema)
         step = "load"
@@ -549,6 +559,33 @@ def apply_deletions(
     delete_submissions(con, ctx.schema, deleted, soft=ctx.config.sync.deletions == "soft")
     summary.deleted += len(deleted)
     log.info("%s: %d submissions deleted on the server", ctx.config.slug, len(deleted))
+
+
+def _stored_rows_outdated(
+    con: duckdb.DuckDBPyConnection, schema: FormSchema, changes: list[SchemaChange]
+) -> str | None:
+    """Why the submissions already stored no longer match the form's tables, or None.
+
+    A widened column holds values cast from the old type (`2.50` stored as 2.5, now the text `2.5`), and a
+    new column for a question that stored submissions did answer (a select_one that became a
+    select_multiple gets choice columns; a question the privacy policy now keeps) is empty for them. A new
+    question of a new version needs nothing: older submissions never had it.
+    """
+    if not changes or count_submissions(con, schema.slug) == 0:
+        return None
+    newest = schema.versions[0] if schema.versions else ""
+    answered: set[str] = set()
+    by_version = schema.version_questions
+    for v in stored_versions(con, schema.slug):  # an unknown version reads as the newest, as in flattening
+        answered.update((by_version.get(v or "") or by_version.get(newest, {})).values())
+    for c in changes:
+        if c.change == "type_widened":
+            return c.describe()
+        table = schema.tables.get(c.table)
+        spec = table.column(c.column) if table is not None and c.column else None
+        if c.change == "new_column" and spec is not None and spec.question in answered:
+            return c.describe()
+    return None
 
 
 def unexpected_error_text(exc: BaseException) -> str:

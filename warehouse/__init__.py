@@ -17,6 +17,7 @@ from warehouse.load import (
     set_history_refused,
     set_sync_state,
     set_watermark,
+    stored_versions,
     upsert_batch,
     widest_type,
 )
@@ -34,7 +35,7 @@ __all__ = [
     "count_submissions",
     "delete_submissions", "ensure_tables", "get_watermark", "SyncState", "get_sync_state", "set_sync_state",
     "set_history_refused", "ids_by_root_uuid",
-    "load_session", "read_manifest", "set_watermark", "upsert_batch",
+    "load_session", "read_manifest", "set_watermark", "stored_versions", "upsert_batch",
     "widest_type", "create_label_views", "language_codes", "pinned_columns",
     "write_labels", "fail_run", "finish_run", "start_run", "upsert_pending_privacy", "remove_pending_privacy",
     "quote_ident",

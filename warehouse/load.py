@@ -424,6 +424,12 @@ def set_watermark(con: duckdb.DuckDBPyConnection, slug: str, last_id: int) -> No
     _set_watermark(con, slug, last_id)
 
 
+def stored_versions(con: duckdb.DuckDBPyConnection, slug: str) -> list[str | None]:
+    """The form versions (`__version__`) the stored submissions were submitted with."""
+    sql = f"SELECT DISTINCT __version__ FROM {qualified(slug, MAIN_TABLE)}"
+    return [r[0] for r in con.execute(sql).fetchall()]
+
+
 def get_watermark(con: duckdb.DuckDBPyConnection, slug: str) -> int | None:
     """The highest `_id` loaded by keyset paging for the form, or None before its first load."""
     row = con.execute("SELECT last_id FROM ops.watermarks WHERE form = ?", [slug]).fetchone()
