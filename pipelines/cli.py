@@ -65,7 +65,8 @@ def cmd_add_form(args: argparse.Namespace, settings: Settings) -> int:
     from pipelines.forms import add_form
     from pipelines.run import make_client
 
-    path = add_form(make_client(settings), settings.forms_dir, args.asset_uid, slug=args.slug)
+    path = add_form(make_client(settings), settings.forms_dir, args.asset_uid, slug=args.slug,
+                    force=args.force)
     print(f"wrote {path}")
     print("Review the suggested privacy policy in that file before the first sync.")
     return EXIT_OK
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("add-form", help="add a form to config/forms/ with a suggested privacy policy")
     p.add_argument("asset_uid")
     p.add_argument("--slug", help="warehouse schema name (default: from the form name)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing config of this slug or form (its reviewed settings are lost)")
     p.set_defaults(func=cmd_add_form)
 
     p = sub.add_parser("sync", help="sync configured forms into the warehouse")

@@ -6,7 +6,9 @@ import json
 import logging
 from pathlib import Path
 
-from config import slugify
+import yaml
+
+from config import ConfigError, slugify
 from connectors import FormNotFound, KoboClient
 from transforms import to_form_schema
 from transforms.privacy import suggest_policy
@@ -58,12 +60,45 @@ def render_form_yaml(asset: dict, slug: str, policy_yaml: str) -> str:
     )
 
 
-def add_form(client: KoboClient, forms_dir: Path, asset_uid: str, slug: str | None = None) -> Path:
-    """Write `<forms_dir>/<slug>.yaml` for the asset, with a suggested privacy policy, and return the path."""
+def configs_of_form(forms_dir: Path, asset_uid: str) -> list[Path]:
+    """The YAML files in `forms_dir` whose `asset_uid` is this form's (a broken file is skipped: loading
+    the forms reports it)."""
+    found = []
+    for path in sorted(forms_dir.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get("asset_uid") == asset_uid:
+            found.append(path)
+    return found
+
+
+def add_form(
+    client: KoboClient, forms_dir: Path, asset_uid: str, slug: str | None = None, *, force: bool = False
+) -> Path:
+    """Write `<forms_dir>/<slug>.yaml` for the asset, with a suggested privacy policy, and return the path.
+
+    Raises:
+        ConfigError: The file exists, or another file already configures the form, and `force` is False:
+            a reviewed file holds privacy decisions, a DPIA reference and a schedule that a rewrite would
+            lose, and a second file would sync the same form into a second schema.
+    """
     asset = client.get_asset(asset_uid)
     slug = slug or slugify(asset.get("name") or asset_uid)
+    path = forms_dir / f"{slug}.yaml"
+    if path.exists() and not force:
+        raise ConfigError(
+            f"{path} already exists and may hold reviewed privacy decisions, a dpia_ref and a schedule; "
+            "edit it by hand, or run add-form again with --force to replace it with a fresh suggestion"
+        )
+    if others := [p for p in configs_of_form(forms_dir, asset_uid) if p != path]:
+        duplicate = (f"form {asset_uid} is already configured in {', '.join(map(str, others))}; a second "
+                     "file syncs it twice, into two schemas")
+        if not force:
+            raise ConfigError(f"{duplicate}. Edit that file, or run add-form again with --force")
+        log.warning("%s: remove the file you do not want", duplicate)
     schema = to_form_schema(asset, fetch_versions(client, asset_uid), slug)
     forms_dir.mkdir(parents=True, exist_ok=True)
-    path = forms_dir / f"{slug}.yaml"
     path.write_text(render_form_yaml(asset, slug, suggest_policy(schema)), encoding="utf-8")
     return path
