@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
@@ -39,18 +40,31 @@ class Schedule(BaseModel):
         if len(fields) != 5:
             raise ValueError("a cron expression has five fields, e.g. '0 */6 * * *'")
         for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-            if not all(_cron_part_ok(part, name, low, high, names) for part in text.split(",")):
-                raise ValueError(f"{text!r} is not a valid {name} field ({low}-{high}, *, */n, a-b, a,b)")
+            parts = text.lower().split(",")
+            # `?` ("any day") stands alone; nth weekdays (`mon#2`) mix with `*` only, never with plain days
+            ok = (text == "?" and name in _CRON_EXTRAS) or (
+                all(_cron_part_ok(part, name, low, high, names) for part in parts)
+                and (all("#" not in p for p in parts) or all(p == "*" or "#" in p for p in parts))
+            )
+            if not ok:
+                allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+                raise ValueError(f"{text!r} is not a valid {name} field ({allowed}, *, */n, a-b, a,b"
+                                 f"{_CRON_EXTRAS.get(name, '')})")
         return v
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not a time zone name such as 'UTC' or 'Africa/Nairobi'") from None
+        # Prefect's rule (CronSchedule): one of the IANA names. ZoneInfo alone also opens files of the tz
+        # database that are not zone names (`posixrules`, `right/UTC`, `posix/...`), which Prefect refuses
+        if v not in _time_zones():
+            raise ValueError(f"{v!r} is not a time zone name such as 'UTC' or 'Africa/Nairobi'")
         return v
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -60,6 +74,8 @@ _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day-of-month", 1, 31, ()),
     ("month", 1, 12, _MONTHS), ("day-of-week", 0, 7, _DAYS),
 )
+#: what the day fields also take, for the message
+_CRON_EXTRAS = {"day-of-month": ", L, ?", "day-of-week": ", ?, or nth weekdays only: mon#2,fri#1"}
 _CRON_PART = re.compile(r"^(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/([0-9]+))?$")
 
 
@@ -67,10 +83,12 @@ def _cron_part_ok(part: str, field: str, low: int, high: int, names: tuple[str, 
     """One comma-separated part of a cron field: `*`, `n`, `a-b`, each optionally `/step`; names for
     months and days (jan, mon)."""
     part = part.lower()
-    if field in ("day-of-month", "day-of-week"):
-        # day fields: "any" (`?`), the last day of the month (`L`), the nth weekday (`mon#2`), as Prefect
-        if part in ("?", "l") or re.fullmatch(r"[0-9a-z]+#[1-5]", part):
-            return True
+    # day fields, as Prefect reads them: the last day of the month (`L`), the nth weekday (`mon#2`: one
+    # day, checked below like any other)
+    if part == "l" and field == "day-of-month":
+        return True
+    if field == "day-of-week" and (nth := re.fullmatch(r"([0-9a-z]+)#[1-5]", part)):
+        part = nth.group(1)
     m = _CRON_PART.match(part)
     if m is None or (m.group(2) is not None and int(m.group(2)) == 0):
         return False
