@@ -4,7 +4,8 @@
     ├── ConfigError               settings or a per-form YAML file is wrong          (config/)
     │   └── FormConfigError       names the file, the field and what is expected
     ├── KoboError                 the KoBo server said no or sent something unusable  (connectors/errors.py)
-    │   ├── TokenRejected, FormNotFound, FormNotDeployed, InsecureUrl, BadPayload
+    │   ├── TokenRejected, FormNotFound, FormNotDeployed, InsecureUrl, BadServerUrl, UntrustedCertificate,
+    │   │   BadPayload
     │   └── KoboUnavailable (+Transient)  5xx/429/connection errors, after retries ran out
     ├── TransformError            the data no longer matches the form                  (transforms/errors.py)
     ├── PrivacyError              a policy cannot be applied safely                    (transforms/errors.py)

@@ -5,6 +5,7 @@ from connectors.demo_server import DemoKoboServer
 from connectors.errors import (
     BadPayload,
     BadRequest,
+    BadServerUrl,
     FormNotDeployed,
     FormNotFound,
     InsecureUrl,
@@ -12,12 +13,14 @@ from connectors.errors import (
     KoboUnavailable,
     PermissionDenied,
     TokenRejected,
+    UntrustedCertificate,
     error_for_status,
 )
 
 __all__ = [
     "KoboClient", "SubmissionPage", "redact_url",
     "KoboError", "TokenRejected", "PermissionDenied", "FormNotFound", "FormNotDeployed", "BadRequest",
-    "BadPayload", "InsecureUrl", "KoboUnavailable", "error_for_status",
+    "BadPayload", "InsecureUrl", "BadServerUrl", "UntrustedCertificate", "KoboUnavailable",
+    "error_for_status",
     "DemoKoboServer",
 ]

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import math
 import random
+import ssl
 import statistics
 import threading
 import time
@@ -25,9 +26,11 @@ import simdjson
 
 from connectors.errors import (
     BadPayload,
+    BadServerUrl,
     InsecureUrl,
     KoboUnavailable,
     TokenRejected,
+    UntrustedCertificate,
     error_for_status,
 )
 from connectors.json_repair import repaired_body
@@ -139,14 +142,39 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
-    parts = urlsplit(base_url.strip())
+    text = base_url.strip()
+    parts = urlsplit(text)
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not host:
-        raise InsecureUrl(host or "<no host>")
+        # shown to spot the typo, but never with credentials (user:password@) or a query
+        shown = "" if "@" in text else " " + repr(text.split("?")[0].split("#")[0])
+        raise BadServerUrl(f"the KoBo server URL{shown} is not valid: it needs to start with https:// "
+                           "followed by the server's name")
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(host):
         raise InsecureUrl(host)
-    # keep a path prefix (a server mounted under /kobo/) but never a query or fragment
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    # keep a path prefix (a server mounted under /kobo/) but never a query or fragment; an API URL copied
+    # from the browser (…/api/v2/…) would double the prefix the client adds, and every request would 404
+    path = parts.path.rstrip("/")
+    head, api, rest = path.partition("/api/v2")
+    if api and (not rest or rest.startswith("/")):
+        path = head
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _certificate_rejected(exc: BaseException) -> str | None:
+    """Why the server's TLS certificate failed verification, or None for another TLS error (a handshake
+    cut short may be a passing network fault). requests wraps ssl's error in urllib3's, two or three deep."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or "certificate verify failed")
+        inner = getattr(seen, "reason", None)  # urllib3's MaxRetryError
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in seen.args if isinstance(a, BaseException)), None)
+        seen = inner or seen.__cause__ or seen.__context__
+    return None
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -288,6 +316,9 @@ class KoboClient:
                 failure: Exception = exc
                 log.debug("GET %s - truncated %.0f ms", redact_url(url), (time.monotonic() - t0) * 1000)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                if isinstance(exc, requests.exceptions.SSLError) and (why := _certificate_rejected(exc)):
+                    # not an outage: every retry would fail the same way for the whole retry budget
+                    raise UntrustedCertificate(urlsplit(url).hostname or "", why, form=form) from exc
                 reason = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
                 failure = exc
                 log.debug("GET %s - %s %.0f ms", redact_url(url), reason, (time.monotonic() - t0) * 1000)

@@ -9,6 +9,8 @@
         ├── BadRequest                       other 4xx: the server refused the request (its detail shown)
         ├── BadPayload                       200 but the body is truncated, not JSON, or breaks paging rules
         ├── InsecureUrl                      http:// to a non-loopback host without the opt-in
+        ├── BadServerUrl                     KOBO_URL is not an https:// URL, or no KoBo API answers there
+        ├── UntrustedCertificate             the server's TLS certificate could not be verified
         └── KoboUnavailable (+Transient)     5xx / 429 / connection errors / timeouts, after retries ran out
 
 Every error carries `form` (asset uid or None), `status_code` (or None) and `last_id` (the last `_id`
@@ -128,8 +130,35 @@ class InsecureUrl(KoboError):
     def __init__(self, host: str) -> None:
         self.host = host
         super().__init__(
-            f"refusing to send the API token over plain http to {host!r}; use https:// "
-            "(or allow_insecure_http=True on a trusted network)"
+            f"refusing to send the API token over plain http to {host!r}; use https:// in KOBO_URL "
+            "(only for a trusted internal server: KOBO_ETL_ALLOW_INSECURE_HTTP=true)"
+        )
+
+
+class BadServerUrl(KoboError):
+    """KOBO_URL is not the address of a KoBo server: not http(s)://host, or the form list is not there."""
+
+    def __init__(self, reason: str, *, status_code: int | None = None) -> None:
+        super().__init__(
+            reason,
+            status_code=status_code,
+            advice="set KOBO_URL to the KoBo server's address, e.g. https://kf.kobotoolbox.org "
+            "(the KPI server, not kc.*; nothing after the host but the folder the server is under)",
+        )
+
+
+class UntrustedCertificate(KoboError):
+    """The server's TLS certificate failed verification: retrying cannot help, and the token is not sent."""
+
+    def __init__(self, host: str, reason: str, *, form: str | None = None) -> None:
+        self.host = host
+        super().__init__(
+            f"the TLS certificate of the KoBo server {host!r} could not be verified ({reason}); "
+            "nothing was sent",
+            form=form,
+            advice="have the server's certificate fixed (expired, self-signed or for another name), or, "
+            "if your organisation signs it with its own CA, set REQUESTS_CA_BUNDLE to a CA bundle file "
+            "that includes that CA",
         )
 
 
@@ -162,7 +191,8 @@ def error_for_status(status_code: int, detail: str, *, form: str | None = None) 
     Args:
         status_code: The HTTP status of the response (4xx, or a 5xx that retries could not cure).
         detail: The server's explanation (DRF `detail` or the raw body text), used for 400s.
-        form: The asset uid the request was about, if any.
+        form: The asset uid the request was about; None for the form list (a 404 there means the base
+            URL is wrong).
 
     Returns:
         The error to raise; an HTTP error is never turned into an empty result.
@@ -172,6 +202,9 @@ def error_for_status(status_code: int, detail: str, *, form: str | None = None) 
     if status_code == 403:
         return PermissionDenied(form=form)
     if status_code == 404:
+        # the only request about no form is the form list: a KoBo server always has it
+        if form is None:
+            return BadServerUrl("no KoBo form list at this server URL", status_code=404)
         return FormNotFound(form=form)
     if status_code == 400 and "not been deployed" in detail:
         return FormNotDeployed(form=form)

@@ -39,6 +39,9 @@ ADVICE = {
     "KoboUnavailable": "the KoBo server was unreachable; the next scheduled run retries and resumes where "
     "this one stopped",
     "BadPayload": "the server sent a broken page; the next run resumes from the last good _id",
+    "BadServerUrl": "check KOBO_URL in .env: the KoBo server's address, e.g. https://kf.kobotoolbox.org",
+    "UntrustedCertificate": "the server's TLS certificate could not be verified: have it fixed, or set "
+    "REQUESTS_CA_BUNDLE to your organisation's CA bundle",
     "WarehouseLocked": "another program holds the warehouse (a sync, Power BI refresh or DuckDB shell); "
     "close it or wait, then run `kobo-etl sync`",
     "PrivacyError": "a question has no privacy decision; review the form's privacy section, then sync again",

@@ -27,6 +27,7 @@ from connectors import (
     redact_url,
 )
 from connectors.demo_server import DemoKoboServer
+from connectors.errors import BadServerUrl
 
 TOKEN = "demo-token-s3cr3t-value"
 HOUSEHOLDS = 1500
@@ -275,7 +276,9 @@ def test_draft_form_is_not_deployed(client, srv):
 def test_error_for_status_maps_each_status():
     assert isinstance(error_for_status(401, "Invalid token."), TokenRejected)
     assert isinstance(error_for_status(403, "You do not have permission"), PermissionDenied)
-    assert isinstance(error_for_status(404, "Not found."), FormNotFound)
+    assert isinstance(error_for_status(404, "Not found.", form="aX"), FormNotFound)
+    # the form list is the only request about no form: its 404 means KOBO_URL is wrong, not the uid
+    assert isinstance(error_for_status(404, "Not found."), BadServerUrl)
     assert isinstance(error_for_status(400, "The specified asset has not been deployed"), FormNotDeployed)
     err = error_for_status(400, "query: Value must be valid JSON.", form="aX")
     assert isinstance(err, BadRequest) and err.detail == "query: Value must be valid JSON."
@@ -289,7 +292,7 @@ def test_http_to_a_non_loopback_host_is_refused():
         with pytest.raises(InsecureUrl) as info:
             KoboClient(url, TOKEN)
         assert TOKEN not in str(info.value)
-    with pytest.raises(InsecureUrl):
+    with pytest.raises(BadServerUrl):
         KoboClient("ftp://kobo.example.org", TOKEN)
     assert KoboClient("http://kobo.example.org/", TOKEN, allow_insecure_http=True).base_url == (
         "http://kobo.example.org")
