@@ -9,6 +9,7 @@ of the indicator's population table (for a repeat table, the submission's column
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -236,3 +237,21 @@ def load_indicators(path: Path = BUNDLED_INDICATORS) -> IndicatorSet:
         err = exc.errors()[0]
         # tagged-union locations from `mode="before"` validators can carry a type tag; keep the data path
         raise IndicatorConfigError(str(path), _field_path(data, tuple(err["loc"])), err["msg"]) from None
+
+
+def check_forms(definitions: IndicatorSet, forms: Iterable[str], path: Path) -> None:
+    """Raise IndicatorConfigError for the first indicator or expression whose `form` is not configured.
+
+    A typo in `form:` would otherwise make the definition vanish without a word (only forms of the run
+    are computed).
+    """
+    configured = set(forms)
+    listed = ", ".join(sorted(configured)) or "none"
+    named = [("indicators", i, d.code, d.form) for i, d in enumerate(definitions.indicators)]
+    named += [("expressions", i, e.name, e.form) for i, e in enumerate(definitions.expressions)]
+    for key, i, name, form in named:
+        if form not in configured:
+            raise IndicatorConfigError(
+                str(path), f"{key}[{i}] ({name}).form",
+                f"unknown form {form!r}: not a configured form (configured: {listed})",
+            )

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from config import FormConfig, Settings
-from config.indicators import IndicatorConfigError, IndicatorSet, load_indicators
+from config import FormConfig, Settings, load_form_configs
+from config.indicators import IndicatorConfigError, IndicatorSet, check_forms, load_indicators
 from expectations import (
     CheckResult,
     HfcReport,
@@ -144,7 +144,7 @@ def previous_checks_failed(con: duckdb.DuckDBPyConnection, slug: str) -> int:
 
 
 def indicators_for(definitions: IndicatorSet, slugs: set[str]) -> IndicatorSet:
-    """Only the indicators (and named expressions) of forms in this warehouse."""
+    """Only the indicators (and named expressions) of the forms in `slugs` (this run's)."""
     return definitions.model_copy(
         update={
             "indicators": [i for i in definitions.indicators if i.form in slugs],
@@ -166,16 +166,24 @@ def publish_outputs(
     slugs = [f.slug for f in forms]
     errors: list[str] = []
     if settings.indicators_file.exists():
+        definitions: IndicatorSet | None = None
         try:
-            definitions = indicators_for(load_indicators(settings.indicators_file), set(slugs))
+            loaded = load_indicators(settings.indicators_file)
+            # a form that is configured but not in this run is fine; one that is not configured is a typo
+            configured = {f.slug for f in load_form_configs(settings.forms_dir)} | set(slugs)
+            check_forms(loaded, configured, settings.indicators_file)
+            definitions = indicators_for(loaded, set(slugs))
         except IndicatorConfigError as exc:
             # a typo in the indicators file must not keep the exports and the report from the data
-            definitions = IndicatorSet()
             errors.append(f"no indicators computed: {exc}")
             log.error("indicators not computed (the previous values stay in marts): %s", exc)
-        if definitions.indicators:
+        if definitions is not None:
             thresholds = {f.slug: f.privacy.small_cell_threshold for f in forms}
-            result = compute_indicators(con, definitions, small_cell_threshold=thresholds, run_id=run_id)
+            # every form of the run is replaced, also one without definitions: its indicators were removed
+            result = compute_indicators(
+                con, definitions, small_cell_threshold=thresholds, run_id=run_id, forms=slugs,
+                source=settings.indicators_file,
+            )
             errors = [str(e) for e in result.errors]
             for error in errors:
                 log.error("indicator failed: %s", error)

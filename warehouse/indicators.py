@@ -7,16 +7,20 @@ Layout (star schema, long format; see docs/indicators.md):
   dimension value is reported as '(missing)'. Cells with n below the small-cell threshold have value,
   numerator, denominator and n NULL and `suppressed = true` (for a count, n *is* the value).
 * `marts.dim_indicator`: one row per indicator with its definition and last status.
-* `marts.dim_period`: a contiguous date table (whole calendar years) covering every period.
+* `marts.dim_period`: a contiguous date table (whole calendar years) covering every period and every form's
+  submission dates (`today`, `_submission_time`), so submissions relate to it too.
+
+Soft-deleted submissions (`_deleted_at` set, `sync.deletions: soft`) and their repeat rows are left out.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import duckdb
 
@@ -25,6 +29,9 @@ from warehouse.errors import WarehouseError
 from warehouse.sql import qualified, quote_ident, quote_literal
 
 MISSING = "(missing)"
+#: where definitions are read from unless the caller says otherwise (`KOBO_ETL_INDICATORS_FILE`)
+DEFAULT_SOURCE = "config/indicators.yaml"
+DELETED_AT = "_deleted_at"  # set on soft-deleted submissions (warehouse.load)
 
 VALUES_DDL = """CREATE TABLE IF NOT EXISTS marts.indicator_values (
     indicator_code VARCHAR NOT NULL, form VARCHAR NOT NULL, period_start DATE NOT NULL,
@@ -63,19 +70,30 @@ _SAFE_KINDS = ("BinderException", "CatalogException", "ParserException")
 
 
 class IndicatorError(WarehouseError):
-    """One indicator could not be computed. `field` is the offending column when DuckDB named one."""
+    """One indicator could not be computed. `field` (= `part`) is the definition field at fault when it is
+    known (`value`, `disaggregations.admin1`, `expression fcs`); `column` the unknown column DuckDB named."""
 
     def __init__(
-        self, indicator: str, form: str, problem: str, *, column: str | None = None, part: str | None = None
+        self,
+        indicator: str,
+        form: str,
+        problem: str,
+        *,
+        column: str | None = None,
+        part: str | None = None,
+        source: str | Path = DEFAULT_SOURCE,
     ) -> None:
         self.indicator = indicator
+        self.problem = problem
         self.column = column
         self.part = part
-        where = f" in {part}" if part else ""
-        super().__init__(
-            f"indicator {indicator!r} failed: {problem}{where}; fix config/indicators.yaml",
-            form=form,
-            field=column,
+        self.source = str(source)
+        super().__init__(f"indicator {indicator!r} failed: {problem}; fix {source}", form=form, field=part)
+
+    def in_file(self, source: str | Path) -> IndicatorError:
+        """The same error, telling to fix `source` (the file the definitions came from)."""
+        return IndicatorError(
+            self.indicator, self.form or "", self.problem, column=self.column, part=self.part, source=source
         )
 
 
@@ -109,6 +127,8 @@ def compute_indicators(
     *,
     small_cell_threshold: int | Mapping[str, int] = 5,
     run_id: str | None = None,
+    forms: Iterable[str] | None = None,
+    source: str | Path = DEFAULT_SOURCE,
 ) -> IndicatorRun:
     """Compute every indicator and replace the rows of their forms in the marts.
 
@@ -121,6 +141,9 @@ def compute_indicators(
         definitions: the loaded `config/indicators.yaml` (or a list of indicators without named expressions).
         small_cell_threshold: the privacy policy's minimum cell size (one value, or per form slug).
         run_id: the sync run id to stamp on the rows (a new id when None).
+        forms: the forms whose rows are replaced (default: the definitions' forms). A form listed here
+            without definitions loses its rows: its indicators were removed from the file.
+        source: the definitions' file, named in error messages.
     """
     defs = (
         definitions if isinstance(definitions, IndicatorSet) else IndicatorSet(indicators=list(definitions))
@@ -144,11 +167,11 @@ def compute_indicators(
                 con.execute(f"INSERT INTO {stage} {sql}")
                 run.computed.append(ind.code)
             except IndicatorError as err:
-                run.errors.append(err)
+                run.errors.append(err.in_file(source))
             except duckdb.Error as exc:
-                run.errors.append(_explain(exc, defs, ind))
-        forms = sorted({i.form for i in defs.indicators})
-        _write_marts(con, defs, run, stage, forms)
+                run.errors.append(_explain(con, exc, defs, ind).in_file(source))
+        replaced = {i.form for i in defs.indicators} | set(forms or ())
+        _write_marts(con, defs, run, stage, sorted(replaced))
     finally:
         con.execute(f"DROP TABLE IF EXISTS {stage}")
     return run
@@ -192,22 +215,44 @@ def _write_marts(
                     run.computed_at,
                 ],
             )
-        bounds = con.execute(
-            "SELECT min(period_start), max(period_end) FROM marts.indicator_values"
-        ).fetchone()
-        # an aggregate without GROUP BY always returns one row; min/max are NULL when there are no values
-        lo, hi = bounds if bounds is not None else (None, None)
-        if lo is None or hi is None:
-            con.execute(DIM_PERIOD_SQL + " LIMIT 0", ["2000-01-01", "2000-01-01"])
-        else:
-            # whole calendar years: Power BI's "mark as date table" wants contiguous dates
-            con.execute(DIM_PERIOD_SQL, [lo.replace(month=1, day=1), hi.replace(month=12, day=31)])
+        write_dim_period(con)
         counted = con.execute(f"SELECT count(*) FROM {stage}").fetchone()
         run.rows = int(counted[0]) if counted else 0
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def write_dim_period(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)build `marts.dim_period`: whole calendar years covering every indicator period and every form's
+    submission dates (`today`, `_submission_time`), so `submissions[today]` relates to it as well."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    dates = []
+    if _table_columns(con, "marts", "indicator_values"):
+        dates.append("SELECT min(period_start) AS lo, max(period_end) AS hi FROM marts.indicator_values")
+    forms = con.execute(
+        "SELECT schema_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND table_name = 'submissions' ORDER BY 1"
+    ).fetchall()
+    for (form,) in forms:
+        columns = _table_columns(con, form, "submissions")
+        for col in ("today", "_submission_time"):
+            if col in columns:
+                # TRY_CAST: a `today` banded or stored as text must not stop the indicators
+                d = f"TRY_CAST({quote_ident(col)} AS DATE)"
+                dates.append(f"SELECT min({d}) AS lo, max({d}) AS hi FROM {qualified(form, 'submissions')}")
+    lo: date | None = None
+    hi: date | None = None
+    if dates:
+        # an aggregate without GROUP BY always returns one row; min/max are NULL when there are no rows
+        row = con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(dates)})").fetchone()
+        lo, hi = row if row is not None else (None, None)
+    if lo is None or hi is None:
+        con.execute(DIM_PERIOD_SQL + " LIMIT 0", ["2000-01-01", "2000-01-01"])
+    else:
+        # whole calendar years: Power BI's "mark as date table" wants contiguous dates
+        con.execute(DIM_PERIOD_SQL, [lo.replace(month=1, day=1), hi.replace(month=12, day=31)])
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
@@ -264,7 +309,12 @@ def _population_sql(con: duckdb.DuckDBPyConnection, defs: IndicatorSet, ind: Ind
             ind.code, ind.form, f"form {ind.form!r} has no submissions table in the warehouse", part="form"
         )
     sub_exprs = _used_expressions(defs.expressions_for(ind.form, "submissions"), texts)
-    subs = _with_expressions(qualified(ind.form, "submissions"), sub_exprs, sub_cols, ind)
+    subs = qualified(ind.form, "submissions")
+    if DELETED_AT in sub_cols:
+        # soft-deleted submissions are kept for the record but were deleted in KoBo: they count nowhere, nor
+        # do their repeat rows (only the submission carries the mark; repeats are joined to it below)
+        subs = f"(SELECT * FROM {subs} WHERE {DELETED_AT} IS NULL)"
+    subs = _with_expressions(subs, sub_exprs, sub_cols, ind)
     if ind.population == "submissions":
         return subs
     pop_cols = _table_columns(con, ind.form, ind.population)
@@ -296,8 +346,9 @@ def _measures(ind: Indicator) -> tuple[str, list[str]]:
         return row, [num, den, f"100.0 * {num} / nullif({den}, 0)", "count(*) FILTER (WHERE _den <> 0)"]
     if ind.unit == "count":
         if ind.value:
-            cnt = "count(DISTINCT _v)"
-            return f"({ind.value}) AS _v", [f"CAST({cnt} AS DOUBLE)", "NULL", f"CAST({cnt} AS DOUBLE)", cnt]
+            cnt = "CAST(count(DISTINCT _v) AS DOUBLE)"
+            # n is the rows behind the cell (the small-cell rule), not the distinct values counted
+            return f"({ind.value}) AS _v", [cnt, "NULL", cnt, "count(_v)"]
         return "1 AS _v", ["CAST(count(*) AS DOUBLE)", "NULL", "CAST(count(*) AS DOUBLE)", "count(*)"]
     row = f"CAST(({ind.value}) AS DOUBLE) AS _v"
     if ind.unit == "sum":
@@ -345,7 +396,9 @@ def _indicator_sql(con: duckdb.DuckDBPyConnection, defs: IndicatorSet, ind: Indi
     )
 
 
-def _explain(exc: duckdb.Error, defs: IndicatorSet, ind: Indicator) -> IndicatorError:
+def _explain(
+    con: duckdb.DuckDBPyConnection, exc: duckdb.Error, defs: IndicatorSet, ind: Indicator
+) -> IndicatorError:
     """Turn DuckDB's error into one naming the indicator, the column and the definition field holding it."""
     text = str(exc)
     kind = type(exc).__name__
@@ -360,8 +413,26 @@ def _explain(exc: duckdb.Error, defs: IndicatorSet, ind: Indicator) -> Indicator
         return IndicatorError(ind.code, ind.form, f"table {m.group(1)!r} does not exist")
     if kind in _SAFE_KINDS:
         # binder/parser text quotes the definition's SQL, never a submission value
-        return IndicatorError(ind.code, ind.form, f"SQL error ({text.splitlines()[0]})")
+        problem = f"SQL error ({text.splitlines()[0]})"
+        return IndicatorError(ind.code, ind.form, problem, part=_failing_field(con, defs, ind))
     # conversion errors quote the offending value: name the kind only
     return IndicatorError(
         ind.code, ind.form, f"{kind} while evaluating the definition (a cast or type mismatch)"
     )
+
+
+def _failing_field(con: duckdb.DuckDBPyConnection, defs: IndicatorSet, ind: Indicator) -> str | None:
+    """The first definition field that fails on its own (a type error such as `admin1 > 5` names no column).
+
+    `LIMIT 0` binds each expression against the population without reading a row.
+    """
+    try:
+        population = _population_sql(con, defs, ind)
+    except (IndicatorError, duckdb.Error):
+        return None
+    for name, sql in ind.sql_fields().items():
+        try:
+            con.execute(f"SELECT ({sql}) FROM {population} LIMIT 0")
+        except duckdb.Error:
+            return name
+    return None

@@ -139,10 +139,12 @@ def test_bad_definition_fails_alone_and_names_the_column(con, defs: IndicatorSet
     run = compute_indicators(con, IndicatorSet.model_validate(bad), small_cell_threshold=3)
     errors = {e.indicator: e for e in run.errors}
     assert set(errors) == {"BAD_TYPO", "BAD_DIM", "BAD_TABLE"}
-    assert errors["BAD_TYPO"].field == "fcs_cereal" and errors["BAD_TYPO"].part == "value"
+    # `field` is the definition's field (as in a file error), `column` the unknown column in it
+    assert errors["BAD_TYPO"].column == "fcs_cereal" and errors["BAD_TYPO"].field == "value"
     assert "'BAD_TYPO'" in str(errors["BAD_TYPO"]) and "'fcs_cereal'" in str(errors["BAD_TYPO"])
-    assert errors["BAD_DIM"].field == "member_gender"
-    assert errors["BAD_DIM"].part == "disaggregations.member_gender"
+    assert "field 'value'" in str(errors["BAD_TYPO"])
+    assert errors["BAD_DIM"].column == "member_gender"
+    assert errors["BAD_DIM"].field == "disaggregations.member_gender"
     assert "visits" in str(errors["BAD_TABLE"])
     assert len(run.computed) == 8
     assert values(con, "HH_REACHED")[("total", None)][2] == 6.0
