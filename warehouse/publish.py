@@ -11,7 +11,9 @@ Layout of `out_dir` (normally `data/exports/`):
     <form>/indicators/indicator_values.parquet, dim_indicator, dim_period, dim_location (when admin1 exists)
 
 Every file of one publish comes from one snapshot of the warehouse (the copy above), so tables agree
-with each other. Decisions and their reasons: docs/decisions/004-publish-files-for-power-bi.md.
+with each other. Each file and each form folder is replaced whole, but a reader opening several files while
+a publish swaps the folder can get files of two publishes: every Parquet file carries its `publish_id`.
+Decisions and their reasons: docs/decisions/004-publish-files-for-power-bi.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -33,6 +36,7 @@ import duckdb
 
 from transforms.model import MAIN_TABLE
 from warehouse.errors import WarehouseError
+from warehouse.indicators import write_dim_period
 from warehouse.sql import qualified, quote_ident, quote_literal
 
 Format = Literal["parquet", "csv"]
@@ -42,6 +46,13 @@ _TO_BIGINT = {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEG
 _TO_DOUBLE = {"FLOAT", "REAL", "HUGEINT", "UHUGEINT"}
 _TO_TIMESTAMP = {"TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
 BRIDGE_SUFFIX = "__selected"
+#: `dim_location`'s key, also added to the published submissions: admin2 names may repeat across admin1
+LOCATION_KEY = "_location_key"
+#: what a killed publish leaves in `out_dir`: `.<form>.<id>.tmp/`, `.<form>.<id>.old/`,
+#: `.warehouse.<id>.tmp.duckdb` (+ `.wal`), `.manifest.json.<id>.tmp`
+_LEFTOVER = re.compile(
+    r"^\..+\.[0-9a-f]{32}\.(tmp|old)(\.duckdb(\.wal)?)?$|^\.manifest\.json\.[0-9a-f]{8}\.tmp$"
+)
 #: the units DuckDB shows its memory limit in (`current_setting('memory_limit')`: "256.0 MiB", "1.3 GiB")
 _UNITS = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
 
@@ -96,6 +107,7 @@ def publish(
         raise PublishError(f"unknown export format {fmt!r}: use 'parquet' or 'csv'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out_dir)
     publish_id = uuid.uuid4().hex
     published_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     snap_path = out_dir / f".warehouse.{publish_id}.tmp.duckdb"
@@ -113,6 +125,8 @@ def publish(
             missing = [f for f in forms if f not in schemas]
             if missing:
                 raise PublishError(f"form(s) {', '.join(missing)} not in the warehouse: sync them first")
+            # in the snapshot: the date table also spans submission dates synced since indicators last ran
+            write_dim_period(con)
             for slug in forms:
                 tmp = out_dir / f".{slug}.{publish_id}.tmp"
                 tmp_dirs.append(tmp)
@@ -156,6 +170,21 @@ def publish(
         snap_path.unlink(missing_ok=True)
         Path(str(snap_path) + ".wal").unlink(missing_ok=True)
     return result
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Delete what killed publishes left in `out_dir` (a half-written folder, a partial warehouse copy):
+    `data/exports` is synced to SharePoint, and nothing else would ever remove them.
+
+    No other publish can be writing there: `data/exports` belongs to one warehouse, and the caller holds that
+    warehouse's connection, which DuckDB's file lock gives to one process at a time.
+    """
+    for entry in out_dir.iterdir():
+        if _LEFTOVER.match(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -279,10 +308,12 @@ def _table_select(
     order: Sequence[str] = (),
     *,
     sort: bool = True,
+    extra: Sequence[str] = (),
 ) -> str:
-    """A SELECT of the table in Power BI types, sorted by `order` (default: its keys) unless `sort=False`."""
+    """A SELECT of the table in Power BI types (and the `extra` select items after its columns), sorted by
+    `order` (default: its keys) unless `sort=False`."""
     cols = _columns(con, schema, table)
-    select = ", ".join(_power_bi_column(n, t) for n, t in cols)
+    select = ", ".join([*(_power_bi_column(n, t) for n, t in cols), *extra])
     order_by = _order_by([n for n, _ in cols], order) if sort else ""
     return f"SELECT {select} FROM {qualified(schema, table)}{where}{order_by}"
 
@@ -352,13 +383,16 @@ def _export_form(
         if not r[0].startswith("_")
     ]
     tables.sort(key=lambda t: (t != MAIN_TABLE, t.endswith(BRIDGE_SUFFIX), t))
+    levels = _admin_levels(con, slug)
     for table in tables:
         kind = (
             "submissions" if table == MAIN_TABLE else "bridge" if table.endswith(BRIDGE_SUFFIX) else "repeat"
         )
         # not sorted: sorting materialises the whole table (500 000 submissions: +4 s and ≈ +130 MB peak);
         # rows come in load order, which is nearly `_id` order, and Power BI needs none
-        export(_table_select(con, slug, table, sort=False), table, f"{slug}.{table}", kind)
+        # the key submissions relate to dim_location on (Power BI relates on one column)
+        key = [f"{_location_key(levels)} AS {LOCATION_KEY}"] if table == MAIN_TABLE and levels else []
+        export(_table_select(con, slug, table, sort=False, extra=key), table, f"{slug}.{table}", kind)
 
     form_filter = f" WHERE form = {quote_literal(slug)}"
     for table in ("questions", "choices"):
@@ -378,14 +412,13 @@ def _export_form(
                 f"marts.{table}",
                 "indicators",
             )
-    if _columns(con, "marts", "dim_period"):
-        export(
-            _table_select(con, "marts", "dim_period", order=("date",)),
-            "indicators/dim_period",
-            "marts.dim_period",
-            "indicators",
-        )
-    location = _dim_location_sql(con, slug)
+    export(
+        _table_select(con, "marts", "dim_period", order=("date",)),
+        "indicators/dim_period",
+        "marts.dim_period",
+        "indicators",
+    )
+    location = _dim_location_sql(con, slug, levels)
     if location:
         export(location, "indicators/dim_location", f"{slug}.submissions + meta.choices", "indicators")
 
@@ -394,16 +427,29 @@ def _export_form(
     return manifest
 
 
-def _dim_location_sql(con: duckdb.DuckDBPyConnection, slug: str) -> str | None:
-    """admin1 (and admin2) names with their labels per language, keyed by the lowest level present."""
+def _admin_levels(con: duckdb.DuckDBPyConnection, slug: str) -> list[str]:
+    """`admin1` and `admin2` when the form's submissions have them; nothing without `admin1`."""
     sub_cols = [n for n, _ in _columns(con, slug, MAIN_TABLE)]
-    levels = [c for c in ("admin1", "admin2") if c in sub_cols]
-    if "admin1" not in levels:
+    levels: list[str] = [c for c in ("admin1", "admin2") if c in sub_cols]
+    return levels if "admin1" in levels else []
+
+
+def _location_key(levels: list[str], alias: str = "") -> str:
+    """`admin1`, or `admin1/admin2`: one admin2 name can occur under two admin1 (two "Central" districts)."""
+    refs = [f"{alias}{quote_ident(level)}" for level in levels]
+    if len(refs) == 1:
+        return f"CAST({refs[0]} AS VARCHAR)"
+    return f"coalesce(CAST({refs[0]} AS VARCHAR), '') || '/' || CAST({refs[1]} AS VARCHAR)"
+
+
+def _dim_location_sql(con: duckdb.DuckDBPyConnection, slug: str, levels: list[str]) -> str | None:
+    """admin1 (and admin2) names with their labels per language, keyed by `_location_key` (admin1/admin2)."""
+    if not levels:
         return None
     choice_cols = [n for n, _ in _columns(con, "meta", "choices")]
     labels = [c for c in choice_cols if c.startswith("label")]
     q_cols = [n for n, _ in _columns(con, "meta", "questions")]
-    select, joins = [], []
+    select, joins = [f"{_location_key(levels, 's.')} AS {LOCATION_KEY}"], []
     for i, level in enumerate(reversed(levels)):
         ref = f"CAST(s.{quote_ident(level)} AS VARCHAR)"
         select.append(f"{ref} AS {quote_ident(level)}")
@@ -425,7 +471,7 @@ def _dim_location_sql(con: duckdb.DuckDBPyConnection, slug: str) -> str | None:
     key = quote_ident(levels[-1])
     return (
         f"SELECT DISTINCT {', '.join(select)} FROM {qualified(slug, MAIN_TABLE)} s {' '.join(joins)} "
-        f"WHERE s.{key} IS NOT NULL ORDER BY {key}"
+        f"WHERE s.{key} IS NOT NULL ORDER BY {LOCATION_KEY}"
     )
 
 

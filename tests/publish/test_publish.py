@@ -125,6 +125,7 @@ def test_parquet_files_types_counts_keys_manifest(con, tmp_path: Path) -> None:
     ).fetchone() == (0,)
     loc = pq.read_table(folder / "indicators/dim_location.parquet").to_pylist()
     assert {
+        "_location_key": "garissa/dadaab",
         "admin2": "dadaab",
         "admin2_label_en": "Dadaab",
         "admin2_label_fr": "Dadaab",
