@@ -43,7 +43,8 @@ def test_checks_skip_a_banded_column_and_the_run_goes_on(tmp_path):
                 "WHERE table_schema = 'household_survey' AND table_name = 'submissions' "
                 "AND column_name IN ('hh_size', 'resp_age')"
             ).fetchall())
-            bands = {r[0] for r in con.execute("SELECT resp_age FROM household_survey.submissions").fetchall()}
+            stored = con.execute("SELECT resp_age FROM household_survey.submissions").fetchall()
+            bands = {r[0] for r in stored}
         per_member = _results(settings, "duration_per_member")
 
         # the rules lifted: new answers are numbers again, the stored columns stay text

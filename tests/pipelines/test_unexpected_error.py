@@ -29,7 +29,8 @@ def test_a_bug_in_one_form_fails_that_form_and_the_others_sync(tmp_path, monkeyp
     with DemoKoboServer(households=40, seed=7, include_fixtures=False) as srv:
         settings = demo_settings(srv, tmp_path)
         original = settings.forms_dir / "household_survey.yaml"
-        copy = original.read_text(encoding="utf-8").replace("slug: household_survey", "slug: z_household_copy")
+        copy = original.read_text(encoding="utf-8").replace("slug: household_survey",
+                                                            "slug: z_household_copy")
         (settings.forms_dir / "z_household_copy.yaml").write_text(copy, encoding="utf-8")
         logger = logging.getLogger("kobo_etl")
         saved = logger.handlers[:], logger.propagate, logger.level
