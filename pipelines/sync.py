@@ -568,22 +568,26 @@ def _stored_rows_outdated(
 
     A widened column holds values cast from the old type (`2.50` stored as 2.5, now the text `2.5`), and a
     new column for a question that stored submissions did answer (a select_one that became a
-    select_multiple gets choice columns; a question the privacy policy now keeps) is empty for them. A new
+    select_multiple gets choice columns; a question the privacy policy now keeps) is empty for them. So is
+    the new table of a repeat renamed in the form builder (same `$kuid`): older instances belong in it. A new
     question of a new version needs nothing: older submissions never had it.
     """
     if not changes or count_submissions(con, schema.slug) == 0:
         return None
     newest = schema.versions[0] if schema.versions else ""
-    answered: set[str] = set()
-    by_version = schema.version_questions
+    answered: set[str] = set()  # questions (xpaths) and repeats (table names) stored submissions have
     for v in stored_versions(con, schema.slug):  # an unknown version reads as the newest, as in flattening
-        answered.update((by_version.get(v or "") or by_version.get(newest, {})).values())
+        for by_version in (schema.version_questions, schema.version_repeats):
+            answered.update((by_version.get(v or "") or by_version.get(newest, {})).values())
     for c in changes:
         if c.change == "type_widened":
             return c.describe()
         table = schema.tables.get(c.table)
         spec = table.column(c.column) if table is not None and c.column else None
         if c.change == "new_column" and spec is not None and spec.question in answered:
+            return c.describe()
+        # a repeat renamed in the form builder gets a new table; its instances sit in the old one
+        if c.change == "new_table" and c.table in answered:
             return c.describe()
     return None
 

@@ -87,10 +87,13 @@ class UpsertCounts(NamedTuple):
 
 
 def existing_columns(con: duckdb.DuckDBPyConnection, slug: str) -> dict[str, dict[str, str]]:
-    """Table → {column: type} for every table in the form's schema, columns in table order."""
+    """Table → {column: type} for every table in the form's schema (not the label views), columns in table
+    order."""
     rows = con.execute(
-        """SELECT table_name, column_name, data_type FROM duckdb_columns()
-           WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name, column_index""",
+        """SELECT c.table_name, c.column_name, c.data_type FROM duckdb_columns() c
+           JOIN duckdb_tables() t USING (database_name, schema_name, table_name)
+           WHERE c.database_name = current_database() AND c.schema_name = ?
+           ORDER BY c.table_name, c.column_index""",
         [slug],
     ).fetchall()
     tables: dict[str, dict[str, str]] = {}
@@ -255,10 +258,9 @@ def _ensure_bridge(con: duckdb.DuckDBPyConnection, slug: str, name: str, existin
 
 
 def _child_tables(schema: FormSchema, existing: dict[str, dict[str, str]]) -> list[str]:
-    """Repeat and bridge tables holding rows keyed by `_submission_id`."""
-    repeats = [t for t in schema.tables if t != MAIN_TABLE and t in existing]
-    bridges = [t for t in existing if t.endswith(BRIDGE_SUFFIX) and t not in schema.tables]
-    return repeats + bridges
+    """Every table of the form holding rows keyed by `_submission_id`: repeats, bridges, attachments, and
+    the table of a repeat since renamed in the form builder (its rows must still go with their submission)."""
+    return [t for t, columns in existing.items() if t != MAIN_TABLE and "_submission_id" in columns]
 
 
 class _Views:
