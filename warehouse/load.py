@@ -87,13 +87,10 @@ class UpsertCounts(NamedTuple):
 
 
 def existing_columns(con: duckdb.DuckDBPyConnection, slug: str) -> dict[str, dict[str, str]]:
-    """Table → {column: type} for every table in the form's schema (not the label views), columns in table
-    order."""
+    """Table → {column: type} for every table (and label view) of the form's schema, columns in order."""
     rows = con.execute(
-        """SELECT c.table_name, c.column_name, c.data_type FROM duckdb_columns() c
-           JOIN duckdb_tables() t USING (database_name, schema_name, table_name)
-           WHERE c.database_name = current_database() AND c.schema_name = ?
-           ORDER BY c.table_name, c.column_index""",
+        """SELECT table_name, column_name, data_type FROM duckdb_columns()
+           WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name, column_index""",
         [slug],
     ).fetchall()
     tables: dict[str, dict[str, str]] = {}
@@ -257,10 +254,18 @@ def _ensure_bridge(con: duckdb.DuckDBPyConnection, slug: str, name: str, existin
     record_schema_changes(con, [change.as_row(now_utc())])
 
 
-def _child_tables(schema: FormSchema, existing: dict[str, dict[str, str]]) -> list[str]:
+def _child_tables(
+    con: duckdb.DuckDBPyConnection, slug: str, existing: dict[str, dict[str, str]]
+) -> list[str]:
     """Every table of the form holding rows keyed by `_submission_id`: repeats, bridges, attachments, and
-    the table of a repeat since renamed in the form builder (its rows must still go with their submission)."""
-    return [t for t, columns in existing.items() if t != MAIN_TABLE and "_submission_id" in columns]
+    the table of a repeat since renamed in the form builder (its rows must still go with their submission).
+    Not the label views, which have the same columns."""
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
+        "ORDER BY table_name",
+        [slug],
+    ).fetchall()
+    return [t for (t,) in tables if t != MAIN_TABLE and "_submission_id" in existing.get(t, {})]
 
 
 class _Views:
@@ -403,7 +408,7 @@ def _delete_old_rows(con: duckdb.DuckDBPyConnection, schema: FormSchema, existin
     batch_ids = f"(SELECT _id FROM {id_view})"
     row = con.execute(f"SELECT count(*) FROM {main} WHERE _id IN {batch_ids}").fetchone()
     con.execute(f"DELETE FROM {main} WHERE _id IN {batch_ids}")
-    for child in _child_tables(schema, existing):
+    for child in _child_tables(con, slug, existing):
         con.execute(f"DELETE FROM {qualified(slug, child)} WHERE _submission_id IN {batch_ids}")
     con.execute(f"DELETE FROM ops.quarantine WHERE form = ? AND submission_id IN {batch_ids}", [slug])
     return int(row[0]) if row else 0
@@ -536,7 +541,7 @@ def delete_submissions(
                 )
             else:
                 con.execute(f"DELETE FROM {main} WHERE _id IN (SELECT _id FROM {gone_view})")
-                for child in _child_tables(schema, existing):
+                for child in _child_tables(con, slug, existing):
                     con.execute(
                         f"DELETE FROM {qualified(slug, child)} "
                         f"WHERE _submission_id IN (SELECT _id FROM {gone_view})"
