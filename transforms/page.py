@@ -15,8 +15,8 @@ from config.privacy import PrivacyPolicy
 from transforms.attachments import with_attachment_rows
 from transforms.errors import TransformError
 from transforms.flatten import to_tables
-from transforms.model import MAIN_TABLE, FlatBatch, FormSchema, QuarantineRecord
-from transforms.privacy import WithheldQuestion, apply_policy
+from transforms.model import MAIN_TABLE, FlatBatch, FormSchema, QuarantineRecord, Question
+from transforms.privacy import WithheldQuestion, apply_policy, rejected_by_policy
 
 
 @dataclass
@@ -41,15 +41,19 @@ class PageTransform:
         # callers pause the cyclic GC around parsing and this (`cyclic_gc_paused`)
         result = apply_policy(submissions, self.raw_schema, self.policy, self.key)
         batch = to_tables(result.submissions, self.schema)
-        batch.quarantine[:0] = self._rejected(result.rejected)
+        batch.quarantine[:0] = self._rejected(result.rejected, submissions)
         return TransformedPage(with_attachment_rows(batch, result.submissions, self.schema), result.withheld)
 
-    def _rejected(self, rejected: list[tuple[Any, str, str]]) -> list[QuarantineRecord]:
+    def _rejected(
+        self, rejected: list[tuple[Any, str, str]], submissions: list[dict[str, Any]]
+    ) -> list[QuarantineRecord]:
         """Values the policy could not transform (a date it cannot generalise, a number it cannot band):
-        not stored, so quarantined, without the value (it may be personal)."""
+        not stored, so quarantined, without the value (it may be personal), with the row they belong to."""
         if not rejected:
             return []
         repeats = {t.xpath: name for name, t in self.raw_schema.tables.items() if t.parent is not None}
+        by_id = {s.get("_id"): s for s in submissions if isinstance(s, dict)}
+        found: dict[tuple[Any, str], list[str]] = {}  # (submission, question) → keys of rejecting instances
         out = []
         for submission_id, xpath, reason in rejected:
             q = self.raw_schema.questions.get(xpath)
@@ -58,10 +62,45 @@ class PageTransform:
             else:
                 table, column = (q.table, q.column) if q is not None else (MAIN_TABLE, xpath)
             sid = submission_id if isinstance(submission_id, int) else 0
-            # a repeat's row is not known here: the submission's key says where to look
+            row_key = str(sid)
+            if q is not None and q.table != MAIN_TABLE and submission_id in by_id:
+                # the policy works on the raw JSON and knows no row keys: find the instance again, the n-th
+                # one of this submission that the policy refuses for this question (the same walk order)
+                keys = found.get((submission_id, xpath))
+                if keys is None:
+                    keys = found[(submission_id, xpath)] = self._rejecting_rows(by_id[submission_id], q)
+                row_key = keys.pop(0) if keys else row_key
             why = f"{reason}; not stored (privacy policy)"
-            out.append(QuarantineRecord(sid, table, column, why, None, str(sid)))
+            out.append(QuarantineRecord(sid, table, column, why, None, row_key))
         return out
+
+    def _rejecting_rows(self, submission: dict[str, Any], q: Question) -> list[str]:
+        """The `_key`s (`10000042/members[2]`) of the submission's repeat instances whose answer to `q` the
+        policy refuses, in the order the policy met them."""
+        names = {xp: name for by_version in self.raw_schema.version_repeats.values()
+                 for xp, name in by_version.items()}
+        data_keys = dict.fromkeys((q.xpath, *q.xpaths))  # its xpath in every version
+        out = []
+        for row_key, instance in _instances(submission, str(submission.get("_id")), names):
+            key = next((k for k in data_keys if k in instance), None)
+            if key is not None and rejected_by_policy(self.raw_schema, self.policy, key, instance[key]):
+                out.append(row_key)
+        return out
+
+
+def _instances(obj: dict[str, Any], prefix: str, names: dict[str, str]) -> Iterator[tuple[str, dict]]:
+    """Every repeat instance under `obj`, depth first in key order, with its `_key` as flattening builds it
+    (an instance sent as one object is the first; a non-object item keeps its position)."""
+    for key, value in obj.items():
+        name = names.get(key)
+        if name is None:
+            continue
+        items = [value] if isinstance(value, dict) else value if isinstance(value, list) else []
+        for pos, instance in enumerate(items, start=1):
+            if isinstance(instance, dict):
+                row_key = f"{prefix}/{name}[{pos}]"
+                yield row_key, instance
+                yield from _instances(instance, row_key, names)
 
 
 @contextmanager

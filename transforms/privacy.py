@@ -876,6 +876,19 @@ def apply_policy(
     )
 
 
+def rejected_by_policy(schema: FormSchema, policy: PrivacyPolicy, key: str, value: Any) -> bool:
+    """Whether the policy refuses `value` under the data key `key` (a value it cannot transform). For
+    finding, after the fact, which repeat instance a rejection came from; the result is thrown away, so
+    pseudonyms are made with a throwaway key."""
+    plan = policy_plan(schema, policy)
+    handler = plan.handler(key)
+    if handler is _KEEP or handler is _DROP:
+        return False
+    ctx = _Ctx(policy, bytes(MIN_KEY_BYTES), plan)
+    handler(value, ctx)
+    return bool(ctx.rejected)
+
+
 # --- the schema after the policy --------------------------------------------------------------------------
 
 _TO_VARCHAR = frozenset({"pseudonymise", "generalise", "redact"})

@@ -75,3 +75,36 @@ def test_a_kept_select_multiple_keeps_its_bridge_when_a_question_of_the_same_col
     assert "items__selected" in schema.tables
     assert batch.tables["items__selected"].column("choice").to_pylist() == ["yes", "no"]
     assert "items" not in batch.tables["submissions"].column_names
+
+
+def test_a_value_refused_inside_a_repeat_is_quarantined_with_its_row_key() -> None:
+    """The policy works on the raw JSON and knows no row keys; the quarantine row still names the instance
+    (`1/members[3]`, nested `1/members[2]/visits[2]`), so an analyst can find it."""
+    survey = [
+        {"type": "begin_repeat", "name": "members"},
+        {"type": "integer", "name": "member_age"},
+        {"type": "begin_repeat", "name": "visits"},
+        {"type": "date", "name": "visit_date"},
+        {"type": "end_repeat"},
+        {"type": "end_repeat"},
+    ]
+    rules = {"member_age": {"action": "generalise", "bands": [0, 18, 60]},
+             "visit_date": {"action": "generalise", "to": "month"}}
+    visits = [{"members/visits/visit_date": "2026-01-02"}, {"members/visits/visit_date": "yesterday"}]
+    subs = [
+        {"_id": 1, "members": [
+            {"members/member_age": "about forty"},
+            {"members/member_age": "30", "members/visits": visits},
+            {"members/member_age": "34,5"},
+        ]},
+        {"_id": 2, "members": [{"members/member_age": "7"}]},
+    ]
+    schema, batch = _transform(survey, rules, subs)  # type: ignore[arg-type]
+    assert [(q.submission_id, q.table, q.column, q.row_key, q.raw_value) for q in batch.quarantine] == [
+        (1, "members", "member_age", "1/members[1]", None),
+        (1, "visits", "visit_date", "1/members[2]/visits[2]", None),
+        (1, "members", "member_age", "1/members[3]", None),
+    ]
+    assert batch.tables["members"].column("_key").to_pylist() == [
+        "1/members[1]", "1/members[2]", "1/members[3]", "2/members[1]"
+    ]
