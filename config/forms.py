@@ -186,7 +186,17 @@ def load_form_configs(forms_dir: Path, only: Iterable[str] | None = None) -> lis
     """All forms in `forms_dir`, sorted by slug; `only` restricts to the given slugs."""
     if not forms_dir.is_dir():
         return []
-    forms = [load_form_config(p) for p in sorted(forms_dir.glob("*.yaml"))]
+    paths = sorted(forms_dir.glob("*.yaml"))
+    if only is not None:
+        # a broken file of another form must not stop these forms' syncs (that form's own run reports it)
+        paths = [p for p in paths if (_slug_in(p) or p.stem) in set(only)]
+    forms = [load_form_config(p) for p in paths]
+    by_slug: dict[str, Path] = {}
+    for form, path in zip(forms, paths, strict=True):
+        if form.slug in by_slug:
+            taken = f"{form.slug!r} is the slug of {by_slug[form.slug]} too (one per form)"
+            raise FormConfigError(str(path), "slug", taken)
+        by_slug[form.slug] = path
     if only is not None:
         wanted = set(only)
         unknown = wanted - {f.slug for f in forms}
@@ -197,6 +207,16 @@ def load_form_configs(forms_dir: Path, only: Iterable[str] | None = None) -> lis
             )
         forms = [f for f in forms if f.slug in wanted]
     return forms
+
+
+def _slug_in(path: Path) -> str | None:
+    """The `slug:` a form file declares, read without checking the rest (None if it cannot be read)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    slug = data.get("slug") if isinstance(data, dict) else None
+    return slug if isinstance(slug, str) else None
 
 
 def write_form_config(forms_dir: Path, form: FormConfig, header: str = "") -> Path:
