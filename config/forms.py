@@ -209,6 +209,14 @@ def load_form_configs(forms_dir: Path, only: Iterable[str] | None = None) -> lis
     return forms
 
 
+def configured_slugs(forms_dir: Path) -> set[str]:
+    """The slugs of every form file in `forms_dir`, read without checking the files (see `load_form_configs`
+    for that): a mistake in one form's file must not stop another form's outputs."""
+    if not forms_dir.is_dir():
+        return set()
+    return {_slug_in(p) or p.stem for p in forms_dir.glob("*.yaml")}
+
+
 def _slug_in(path: Path) -> str | None:
     """The `slug:` a form file declares, read without checking the rest (None if it cannot be read)."""
     try:

@@ -9,7 +9,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from config import FormConfig, Settings, load_form_configs
+from config import FormConfig, Settings
+from config.forms import configured_slugs
 from config.indicators import IndicatorConfigError, IndicatorSet, check_forms, load_indicators
 from expectations import (
     CheckResult,
@@ -170,7 +171,7 @@ def publish_outputs(
         try:
             loaded = load_indicators(settings.indicators_file)
             # a form that is configured but not in this run is fine; one that is not configured is a typo
-            configured = {f.slug for f in load_form_configs(settings.forms_dir)} | set(slugs)
+            configured = configured_slugs(settings.forms_dir) | set(slugs)
             check_forms(loaded, configured, settings.indicators_file)
             definitions = indicators_for(loaded, set(slugs))
         except IndicatorConfigError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from ops_helpers import demo_settings, raw_personal_values, smtp_sink, webhook_receiver
@@ -146,3 +147,16 @@ def test_a_broken_form_file_alerts_and_the_log_has_each_outcome(server, tmp_path
     assert len(bodies) == 1
     text = json.loads(bodies[0])["text"]
     assert "FormConfigError" in text and "other_form.yaml" in text
+
+
+def test_a_broken_file_of_another_form_does_not_stop_this_forms_run(server, tmp_path):
+    """`kobo-etl sync household_survey` (and its scheduled run) reads only its own file: a typo in another
+    form's file stops neither its sync nor its indicators and exports."""
+    settings = demo_settings(server, tmp_path, indicators_file=Path("config/indicators.yaml").resolve())
+    (settings.forms_dir / "other_form.yaml").write_text(
+        "slug: other_form\nasset_uid: aOther\nsycn: {page_size: 10}\n", encoding="utf-8"
+    )
+    result = run_sync(settings, ["household_survey"], progress=False, checks=False, alerts=False)
+    assert not result.failed and [s.form for s in result.summaries] == ["household_survey"]
+    exports = settings.data_dir / "exports" / "household_survey"
+    assert (exports / "indicators" / "indicator_values.parquet").is_file()
