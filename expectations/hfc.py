@@ -602,6 +602,15 @@ def _missingness(cx: _Ctx) -> list[dict[str, Any]]:
     ]
 
 
+def _as_code(col: str, dtype: str) -> str:
+    """An answer as text to compare with the don't-know/refuse codes: a decimal -99 is `-99`, not `-99.0`."""
+    c = _q(col)
+    if dtype.startswith(("DOUBLE", "FLOAT", "REAL", "DECIMAL")):
+        return (f"CASE WHEN {c} = trunc({c}) AND abs({c}) < 1e15 THEN CAST(CAST({c} AS BIGINT) AS VARCHAR) "
+                f"ELSE CAST({c} AS VARCHAR) END")
+    return f"CAST({c} AS VARCHAR)"
+
+
 def _enumerator_dashboard(cx: _Ctx, outliers: list[HfcResult]) -> tuple[list[dict[str, Any]], HfcResult]:
     title = (
         "Enumerator submits far more or fewer interviews per day than the others "
@@ -620,7 +629,7 @@ def _enumerator_dashboard(cx: _Ctx, outliers: list[HfcResult]) -> tuple[list[dic
 
     # a submission's answers as one list, read by three expressions; three expressions per question made
     # DuckDB's memory grow with the form's width (100 questions needed more than the warehouse's 256 MiB)
-    answers = f"list_value({', '.join(f'CAST({_q(c)} AS VARCHAR)' for c in cols)})" if cols else "[]"
+    answers = f"list_value({', '.join(_as_code(c, cx.types[c]) for c in cols)})" if cols else "[]"
 
     def cells(values: list[str]) -> str:
         if not cols or not values:

@@ -210,3 +210,18 @@ def test_enumerator_dashboard_on_a_wide_form(tmp_path):
     assert table["enum_a"]["refuse_rate"] == pytest.approx(1 / 190)
     assert table["enum_b"]["dont_know_rate"] == 0 and table["enum_b"]["refuse_rate"] == 0
     con.close()
+
+
+def test_dont_know_and_refuse_codes_count_in_decimal_questions_too() -> None:
+    """-99 in a decimal question reads `-99.0` as text; it is still the don't-know code."""
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA f")
+    con.execute(
+        "CREATE TABLE f.submissions AS SELECT * FROM (VALUES "
+        "(1, 'e1', 'yes', -99.0::DOUBLE, -99::BIGINT, 'dont_know'), (2, 'e1', 'yes', -98.0, -98, 'refuse'), "
+        "(3, 'e1', 'yes', 5.5, 3, 'a'), (4, 'e1', 'yes', 7.0, 2, 'b')) "
+        "t(_id, _submitted_by, consent, income, hh_size, water)"
+    )
+    (row,) = run_hfc(con, "f").enumerators
+    # 3 questions × 4 submissions = 12 answers (consent aside): 3 don't know, 3 refused
+    assert (row["dont_know_rate"], row["refuse_rate"]) == (0.25, 0.25)
