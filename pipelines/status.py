@@ -62,6 +62,8 @@ class StatusReport:
     source: Path | None
     note: str | None = None  # e.g. "the warehouse is in use; showing the snapshot of …"
     generated: datetime = field(default_factory=lambda: datetime.now(UTC))
+    reports_dir: Path = Path("data/reports")  # where to send the reader (KOBO_ETL_DATA_DIR moves them)
+    forms_dir: Path = Path("config/forms")
 
     @property
     def red(self) -> bool:
@@ -184,6 +186,7 @@ def collect_status(
     else:
         with con:
             report = StatusReport([form_status(con, f, now) for f in forms], source, note)
+    report.reports_dir, report.forms_dir = settings.data_dir / "reports", settings.forms_dir
     if live:
         from pipelines.run import make_client
 
@@ -257,11 +260,11 @@ def render_text(report: StatusReport) -> str:
             attention.append(f"{st.form}: last run failed — {st.last_error}")
         if st.checks_errors:
             names = ", ".join(st.failing_checks[:5]) + ("…" if len(st.failing_checks) > 5 else "")
-            attention.append(f"{st.form}: failing checks: {names} — see data/reports/{st.form}.html")
+            attention.append(f"{st.form}: failing checks: {names} — see {report.reports_dir / st.form}.html")
         if st.pending_privacy:
             attention.append(
                 f"{st.form}: {st.pending_privacy} question(s) withheld until you decide their privacy "
-                f"treatment in config/forms/{st.form}.yaml"
+                f"treatment in {report.forms_dir / st.form}.yaml"
             )
         server = st.live_server_count if st.live_server_count is not None else st.server_count
         if server is not None and st.rows is not None and server != st.rows:

@@ -82,7 +82,8 @@ def test_status_after_a_sync(synced):
 
     text = render_text(report)
     assert "household_survey" in text and "RED" in text and f"{HOUSEHOLDS} / {HOUSEHOLDS}" in text
-    assert "see data/reports/household_survey.html" in text
+    # where the files really are (the test's data folder, not the default data/)
+    assert f"see {settings.data_dir / 'reports' / 'household_survey.html'}" in text
 
 
 def test_status_cli_json_and_exit_code(server, synced, monkeypatch, capsys, restore_logging):
