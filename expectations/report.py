@@ -469,10 +469,12 @@ def render_form(p: FormPage) -> str:
             )
         parts.append(
             _table(
-                ["severity", "check", "question", "submissions", "share", "submission ids (_id)"],
+                ["severity", "check", "question", "failing", "share", "submission ids (_id)"],
                 rows,
                 {3, 4},
             )
+            + '<p class="note">"failing" counts submissions, or for a check on a repeat its rows (members), '
+            "or for a select_multiple check the options ticked; the ids name each submission once.</p>"
         )
     else:
         parts.append("<p>No check failed.</p>")

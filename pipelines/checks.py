@@ -13,9 +13,11 @@ from config import FormConfig, Settings
 from config.forms import configured_slugs
 from config.indicators import IndicatorConfigError, IndicatorSet, check_forms, load_indicators
 from expectations import (
+    FAILED_ROWS_SCHEMA,
     CheckResult,
     HfcReport,
     HfcResult,
+    SuiteSpec,
     build_suite,
     failed_rows,
     run_hfc,
@@ -23,12 +25,12 @@ from expectations import (
     validate_table,
     write_report,
 )
-from expectations.suites import TEXT_COLUMN_NOTE
+from expectations.suites import TEXT_COLUMN_NOTE, data_table
 from expectations.validate import preload_gx
 from transforms.model import FormSchema
 from warehouse.indicators import compute_indicators
 from warehouse.publish import publish
-from warehouse.quality import ensure_quality_tables, flag_rows, write_dq_run
+from warehouse.quality import earlier_failures, ensure_quality_tables, flag_rows, write_dq_run
 from warehouse.risk import disclosure_risk, write_disclosure_risk
 from warehouse.sql import qualified, quote_ident
 
@@ -109,6 +111,9 @@ def check_form(
                 con, rep_table, suite, rep_results, ids_table=loaded.table, repeat=name,
                 submissions_table=table,
             ))
+    # the form's rules ran on this sync's rows only: failures found earlier on rows not loaded again stand
+    results, carried = _with_earlier_failures(con, slug, suite, results, loaded)
+    failed.append(carried)
     failed.append(hfc.failed_rows())
     run = write_dq_run(
         con, slug, results + hfc.check_results(), pa.concat_tables(failed), rows_checked=loaded.count(),
@@ -122,6 +127,41 @@ def check_form(
         slug, run["errors_failed"], run["warnings_failed"], risk.light,
     )
     return int(run["errors_failed"]), hfc
+
+
+def _with_earlier_failures(
+    con: duckdb.DuckDBPyConnection, slug: str, suite: SuiteSpec, results: list[CheckResult],
+    loaded: LoadedIds,
+) -> tuple[list[CheckResult], pa.Table]:
+    """This run's results of the form's rules with the failures the latest run found on submissions this
+    sync did not load again (still stored), and those failing rows. A check they add to is counted over its
+    table's rows: its share is of all rows, not of the rows this sync checked."""
+    carried = earlier_failures(con, slug, suite.ids(), loaded.table).cast(FAILED_ROWS_SCHEMA)
+    per_check = _count_by(carried, "rule")
+    ran = {r.expectation: r for r in results}
+    rules = set(suite.ids())
+    out = [r for r in results if r.expectation not in rules]
+    for spec in suite.expectations:
+        result, extra = ran.get(spec.id), per_check.get(spec.id, 0)
+        if result is not None and not extra:
+            out.append(result)
+            continue
+        count = (result.unexpected_count if result is not None else 0) + extra
+        rows = _table_rows(con, slug, data_table(spec.table))
+        share = 100.0 * count / rows if rows else 0.0
+        out.append(CheckResult(spec.id, spec.column, spec.severity, count == 0, rows, count, share, kind="gx",
+                               type=spec.type, description=spec.description))
+    return out, carried
+
+
+def _count_by(table: pa.Table, column: str) -> dict[str, int]:
+    grouped = table.group_by(column).aggregate([(column, "count")])
+    return dict(zip(grouped[column].to_pylist(), grouped[f"{column}_count"].to_pylist(), strict=True))
+
+
+def _table_rows(con: duckdb.DuckDBPyConnection, slug: str, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {qualified(slug, table)}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _stored_types(con: duckdb.DuckDBPyConnection, slug: str) -> dict[str, dict[str, str]]:

@@ -134,6 +134,44 @@ def write_dq_run(
     return run
 
 
+def earlier_failures(
+    con: duckdb.DuckDBPyConnection, form: str, checks: Iterable[str], rechecked: str
+) -> pa.Table:
+    """The failing rows of `checks` in the form's latest checks run for the submissions still stored and not
+    in the table `rechecked` (its `_id`s were loaded, and so checked, again in this run).
+
+    The form's rules run on the rows a sync loads; a failure found on an earlier run's rows still stands
+    until that submission changes, so each run carries these forward.
+    """
+    ensure_quality_tables(con)
+    last = con.execute(
+        "SELECT run_id FROM ops.dq_runs WHERE form = ? ORDER BY started DESC LIMIT 1", [form]
+    ).fetchone()
+    names = sorted(set(checks))
+    table = qualified(form, "submissions")
+    columns = ", ".join(quote_ident(c) for c in _FAILED_COLUMNS[2:])
+    if last is None or not names:
+        return _arrow(con, f"SELECT {columns} FROM ops.dq_failed_rows LIMIT 0")
+    stored = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = ? "
+        "AND table_name = 'submissions' AND column_name = '_deleted_at'", [form]
+    ).fetchone()
+    live = " WHERE _deleted_at IS NULL" if stored and stored[0] else ""
+    # as Arrow, not Python rows: at 500 000 submissions hundreds of thousands of rows can fail
+    return _arrow(
+        con,
+        f"SELECT {columns} FROM ops.dq_failed_rows WHERE run_id = ? AND form = ? AND list_contains(?, rule) "
+        f"AND submission_id NOT IN (SELECT _id FROM {rechecked}) "
+        f"AND submission_id IN (SELECT _id FROM {table}{live})",
+        [last[0], form, names],
+    )
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pa.Table:
+    con.complete()  # `con.sql` refuses to start while a result of `execute` is unread
+    return con.sql(sql, params=params or []).to_arrow_table()
+
+
 def flag_rows(con: duckdb.DuckDBPyConnection, slug: str, run_id: str) -> dict[str, int]:
     """Set `_dq_status` ('error', 'warning' or 'ok') on `"<slug>".submissions`, adding the column if missing.
 
