@@ -790,6 +790,10 @@ def _compile_key(key: str, plan: PolicyPlan) -> Any:
         return _KEEP
     if key == "_validation_status":
         return _validation_status_handler(plan)
+    if key in METADATA_DEFAULTS and key.startswith("_"):
+        # KoBo's own metadata (`_submitted_by`, `_geolocation`, ...): a question the form names the same
+        # must not take it over (its `keep` would store the enumerator's username as it is)
+        return _metadata_handler(key, plan)
     d = plan.by_key.get(key)
     if key in plan.repeats:
         repeat = _repeat_handler(key, plan)
@@ -804,7 +808,7 @@ def _compile_key(key: str, plan: PolicyPlan) -> Any:
         return _repeat_or(repeat, other, empty=repeat)
     if d is not None:
         return _decision_handler(d)
-    if key in METADATA_DEFAULTS:
+    if key in METADATA_DEFAULTS:  # `username`, when the form has no question of that name
         return _metadata_handler(key, plan)
     if key.endswith("_count") and key[: -len("_count")] in plan.repeats:
         fallback = _KEEP  # generated repeat counts

@@ -108,3 +108,14 @@ def test_a_value_refused_inside_a_repeat_is_quarantined_with_its_row_key() -> No
     assert batch.tables["members"].column("_key").to_pylist() == [
         "1/members[1]", "1/members[2]", "1/members[3]", "2/members[1]"
     ]
+
+
+def test_a_question_named_like_kobo_metadata_does_not_take_over_its_rule() -> None:
+    """KoBo's `_submitted_by` (the enumerator's account) is always pseudonymised; a form question of the same
+    name kept by the policy must not store the username as it is."""
+    survey = [{"type": "text", "name": "_submitted_by"}, {"type": "text", "name": "note_text"}]
+    subs = [{"_id": 1, "_submitted_by": "alice", "note_text": "fine"}]
+    schema, batch = _transform(survey, {"_submitted_by": "keep", "note_text": "keep"}, subs)
+    stored = batch.tables["submissions"].to_pylist()[0]
+    assert "alice" not in repr(stored)
+    assert [v for k, v in stored.items() if k.startswith("_submitted_by")][0].startswith("p_")
