@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import yaml
@@ -16,11 +17,16 @@ from transforms.privacy import suggest_policy
 log = logging.getLogger("kobo_etl.forms")
 
 
+_VERSION_UID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
 def fetch_versions(client: KoboClient, asset_uid: str, cache_dir: Path | None = None) -> dict[str, dict]:
     """Content of every deployed version, newest first; cached on disk (a deployed version never changes)."""
     versions: dict[str, dict] = {}
     for item in client.iter_deployed_versions(asset_uid):
-        cached = cache_dir / f"{item['uid']}.json" if cache_dir else None
+        # the uid names a file: only one KPI could have made (a uid like `../x` would write outside the cache)
+        safe = _VERSION_UID.fullmatch(str(item["uid"])) is not None
+        cached = cache_dir / f"{item['uid']}.json" if cache_dir is not None and safe else None
         if cached is not None and cached.exists():
             versions[item["uid"]] = json.loads(cached.read_text(encoding="utf-8"))
             continue
@@ -41,14 +47,16 @@ def fetch_versions(client: KoboClient, asset_uid: str, cache_dir: Path | None = 
 
 def render_form_yaml(asset: dict, slug: str, policy_yaml: str) -> str:
     """The YAML an IM officer reviews: identity, schedule, sync options and the suggested policy."""
-    name = str(asset.get("name") or slug).replace('"', "'")
+    name = str(asset.get("name") or slug)
     indented = "\n".join(("  " + line) if line.strip() else "" for line in policy_yaml.splitlines())
+    # the name and uid come from the server: quoted as JSON strings (valid YAML), and the comment on one line,
+    # so that a name with a line break or a backslash can neither add settings nor break the file
     return (
-        f"# Form '{name}' — written by `kobo-etl add-form`. "
+        f"# Form {' '.join(name.split())!r} — written by `kobo-etl add-form`. "
         "Review the privacy policy before the first sync.\n"
         f"slug: {slug}\n"
-        f"asset_uid: {asset['uid']}\n"
-        f'name: "{name}"\n'
+        f"asset_uid: {json.dumps(str(asset['uid']))}\n"
+        f"name: {json.dumps(name)}\n"
         "schedule:\n"
         '  cron: "0 */6 * * *"     # every 6 hours; edit, then run `kobo-etl schedule`\n'
         "  timezone: UTC\n"
