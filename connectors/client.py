@@ -150,6 +150,11 @@ def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
         shown = "" if "@" in text else " " + repr(text.split("?")[0].split("#")[0])
         raise BadServerUrl(f"the KoBo server URL{shown} is not valid: it needs to start with https:// "
                            "followed by the server's name")
+    if parts.username is not None or parts.password is not None:
+        # requests would send them as Basic auth instead of the token (every call: 401), and they would
+        # show wherever the URL does
+        raise BadServerUrl("the KoBo server URL holds a user name or password (user:password@): remove it; "
+                           "kobo-etl signs in with KOBO_TOKEN")
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(host):
         raise InsecureUrl(host)
     # keep a path prefix (a server mounted under /kobo/) but never a query or fragment; an API URL copied

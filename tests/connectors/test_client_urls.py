@@ -95,3 +95,10 @@ def test_no_form_list_at_the_url_says_check_kobo_url(srv):
     text = str(info.value)
     assert info.value.status_code == 404 and "no KoBo form list at this server URL" in text
     assert "set KOBO_URL" in text and "form uid" not in text
+
+
+def test_a_url_with_a_user_and_password_is_refused_without_showing_them():
+    """requests would sign in with them (Basic) instead of the token, and every call would be refused."""
+    with pytest.raises(BadServerUrl) as info:
+        KoboClient("https://admin:hunter22@kf.kobotoolbox.org", TOKEN)
+    assert "hunter22" not in str(info.value) and "user name or password" in str(info.value)
