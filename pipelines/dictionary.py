@@ -7,6 +7,7 @@ Built from the warehouse itself (information_schema for tables, columns and type
 from __future__ import annotations
 
 import csv
+import html
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,17 @@ def codebook_rows(con: duckdb.DuckDBPyConnection, slug: str) -> list[dict[str, A
 
 
 def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A label as Markdown table text: on one line, with no HTML a viewer would render (labels come from the
+    form, which anyone with edit rights on KoBo can write)."""
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+
+
+def _cell(value: Any) -> Any:
+    """A value for the CSV codebook, which people open in Excel: a text starting like a formula is kept as
+    text (OWASP's advice: a leading apostrophe), so `=HYPERLINK(...)` in a label is never run."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def write_codebook(con: duckdb.DuckDBPyConnection, slug: str, out_dir: Path) -> list[Path]:
@@ -100,7 +111,7 @@ def write_codebook(con: duckdb.DuckDBPyConnection, slug: str, out_dir: Path) -> 
     with csv_path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
     lines = [f"# Codebook: {slug}", "",
              f"Tables of schema `{slug}` in the warehouse. Per-language views `<table>_<lang>` show choice "
              "labels in place of choice names.", ""]

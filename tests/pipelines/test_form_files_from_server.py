@@ -36,3 +36,37 @@ def test_a_version_uid_cannot_write_outside_the_cache(tmp_path: Path) -> None:
     assert "v1" in versions  # the odd one is not readable (the client normalises the URL) nor cached
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.json"))
     assert written == ["data/cache/v1.json"]
+
+
+def test_labels_cannot_run_in_the_codebook(tmp_path: Path) -> None:
+    """A label is text from the form: in codebook.csv a formula stays text for Excel, in codebook.md HTML is
+    shown, not rendered, and a carriage return does not split the table row."""
+    from config import DEMO_PSEUDONYMISATION_KEY, load_form_configs, load_settings
+    from pipelines.dictionary import write_codebook
+    from pipelines.forms import add_form
+    from pipelines.sync import sync_form
+    from warehouse import connect
+
+    label = '=HYPERLINK("http://evil.example","x") <script>alert(1)</script>\rnext'
+    content = {**SURVEY, "survey": [{"type": "integer", "name": "age", "label": [label], "$kuid": "k1"}]}
+    uid, forms = "aLabels0001", tmp_path / "forms"
+    with DemoKoboServer(households=0, include_fixtures=False) as server:
+        server.add_form(uid, "Labels", content, [{"_id": 1, "_uuid": "u1", "__version__": "v1", "age": "3"}],
+                        "v1")
+        client = KoboClient(server.url, server.token)
+        forms.mkdir()
+        add_form(client, forms, uid, slug="labels")
+        settings = load_settings(kobo_url=server.url, kobo_token=server.token, data_dir=tmp_path / "data",
+                                 forms_dir=forms, pseudonymisation_key=DEMO_PSEUDONYMISATION_KEY,
+                                 indicators_file=tmp_path / "none.yaml")
+        (form,) = load_form_configs(forms)
+        with connect(settings.warehouse_path) as con:
+            assert sync_form(settings, form, con, client, checks=False).error is None
+            csv_path, md_path = write_codebook(con, "labels", tmp_path / "cb")
+    import csv
+
+    rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
+    cells = [v for r in rows for v in r.values() if v and "HYPERLINK" in v]
+    assert cells and all(v.startswith("'=") for v in cells)
+    md = md_path.read_text(encoding="utf-8")
+    assert "<script>" not in md and "&lt;script&gt;" in md and "\r" not in md
