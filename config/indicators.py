@@ -40,6 +40,34 @@ def _ident(v: str, what: str) -> str:
     return v
 
 
+def one_expression(sql: str | None) -> str | None:
+    """`sql` if it is one SQL expression: no `;`, no comment, and no `)` that closes more than it opened
+    (outside quoted text). Each fragment is pasted into a query as a value or a condition; these would end
+    that query early, start another statement, or comment the rest out."""
+    if sql is None:
+        return None
+    depth, i = 0, 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch in "'\"":  # quoted text or a quoted name: a doubled quote stays inside
+            end = i + 1
+            while (end := sql.find(ch, end)) != -1 and sql[end + 1:end + 2] == ch:
+                end += 2
+            if end == -1:
+                raise ValueError(f"a {ch} is not closed")
+            i = end + 1
+            continue
+        if ch == ";" or sql.startswith(("--", "/*"), i):
+            raise ValueError("write one SQL expression: ';' and comments (--, /*) are not allowed")
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            raise ValueError("a ')' closes more than was opened: write one SQL expression")
+        i += 1
+    if depth:
+        raise ValueError("a '(' is not closed")
+    return sql
+
+
 class Expression(BaseModel):
     """A named per-row SQL expression, added as a column to `table` of `form` before indicators run."""
 
@@ -54,6 +82,8 @@ class Expression(BaseModel):
     @classmethod
     def _names(cls, v: str) -> str:
         return _ident(v, "a name")
+
+    _sql = field_validator("sql")(one_expression)
 
     @field_validator("form")
     @classmethod
@@ -70,6 +100,8 @@ class Disaggregation(BaseModel):
     name: str
     sql: str | None = None  # None: the column called `name`
 
+    _sql = field_validator("sql")(one_expression)
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -84,6 +116,8 @@ class Period(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grain: Grain = "month"
     date: str = Field("today", min_length=1)
+
+    _sql = field_validator("date")(one_expression)
 
 
 class Indicator(BaseModel):
@@ -109,6 +143,8 @@ class Indicator(BaseModel):
     period: Period = Period()
     reference: str | None = None
     description: str = ""
+
+    _sql = field_validator("filter", "numerator", "denominator", "value")(one_expression)
 
     @field_validator("code")
     @classmethod
