@@ -22,7 +22,7 @@ indicators:
 @pytest.mark.parametrize(
     ("unit", "field", "sql", "why"),
     [
-        ("count", "filter", "\"consent = 'yes'); COPY (SELECT 1) TO 'x.csv'; SELECT (1\"", "closes more than"),
+        ("count", "filter", "\"consent = 'yes'); COPY (SELECT 1) TO 'x'; SELECT (1\"", "closes more than"),
         ("count", "filter", "\"1=1 -- the rest\"", "comments"),
         ("sum", "value", "\"hh_size); DROP TABLE ops.sync_runs; SELECT (1\"", "closes more than"),
         ("count", "filter", "\"1=1) UNION ALL SELECT * FROM ops.quarantine WHERE (1=1\"", "closes more than"),
