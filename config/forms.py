@@ -187,9 +187,10 @@ def load_form_configs(forms_dir: Path, only: Iterable[str] | None = None) -> lis
     if not forms_dir.is_dir():
         return []
     paths = sorted(forms_dir.glob("*.yaml"))
-    if only is not None:
+    wanted = None if only is None else set(only)
+    if wanted is not None:
         # a broken file of another form must not stop these forms' syncs (that form's own run reports it)
-        paths = [p for p in paths if (_slug_in(p) or p.stem) in set(only)]
+        paths = [p for p in paths if (_slug_in(p) or p.stem) in wanted]
     forms = [load_form_config(p) for p in paths]
     by_slug: dict[str, Path] = {}
     for form, path in zip(forms, paths, strict=True):
@@ -197,8 +198,7 @@ def load_form_configs(forms_dir: Path, only: Iterable[str] | None = None) -> lis
             taken = f"{form.slug!r} is the slug of {by_slug[form.slug]} too (one per form)"
             raise FormConfigError(str(path), "slug", taken)
         by_slug[form.slug] = path
-    if only is not None:
-        wanted = set(only)
+    if wanted is not None:
         unknown = wanted - {f.slug for f in forms}
         if unknown:
             raise ConfigError(

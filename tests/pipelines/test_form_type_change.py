@@ -109,7 +109,8 @@ def test_a_renamed_repeat_moves_its_older_instances_to_the_new_table(tmp_path):
         server.add_form(UID, "Renamed repeat", _repeat_content("kids"), v1, "v1")
         settings = _settings(server, tmp_path / "inc")
         _sync(settings)
-        server.deploy_version(UID, "v2", _repeat_content("children"), [_with_kids(200, "v2", "children", [9])])
+        renamed = [_with_kids(200, "v2", "children", [9])]
+        server.deploy_version(UID, "v2", _repeat_content("children"), renamed)
         second = _sync(settings)
         server.delete_submission(UID, 101)
         third = _sync(settings)
