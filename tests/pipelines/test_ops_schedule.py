@@ -104,25 +104,47 @@ CRONS = ["0 */6 * * *", "30 6 * * 1-5", "0 0 1 jan,jul *", "*/15 8-18 * * mon-fr
          "0 0 * * mon#2", "5-1 * * * *", "0 0 * * mon-sun", "0-59/5 * * * *", "0 0 1-31/2 * *", "0 0 ? * *",
          "0 0 * * */2", "0 0 * * 1,3,5", "99 99 * * *", "0 6 * * 8", "0 */0 * * *", "0 L * * *", "0 0 * L *",
          "0 0 32 * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * 0 *", "a b c d e", "60 * * * *", "0 24 * * *",
-         "0 0 15W * *", "0 0 * * 5L", "0 6 * *"]
+         "0 0 15W * *", "0 0 * * 5L", "0 6 * *",
+         # nth weekdays, `L` and `?` in each day field, typos, and the mixes Prefect refuses
+         "0 6 * * mno#2", "0 0 * * 8#1", "x#1 0 * * *", "0 0 * * x#1", "0 0 * * MON#2", "0 0 * * 0#5",
+         "0 0 * * 7#1", "0 0 * * sat#5", "0 0 * * 1#6", "0 0 * * 1#0", "0 0 1#2 * *", "0 0 mon#2 * *",
+         "0 0 * * mon#2,fri#1", "0 0 * * 1#2,5", "0 0 * * 5,mon#2", "0 0 * * *,mon#2", "0 0 * * sun#2,7#3",
+         "0 0 * * mon#2-3", "0 0 * * 1-2#2", "0 0 * * 10#1", "0 0 * * jan#2", "0 0 * * sunday#1",
+         "0 0 * * mon#2/2", "0 0 * * #2", "0 0 * * *#1", "0 0 * * ?#1", "0 0 * * L", "0 0 * * l", "0 0 l * *",
+         "0 0 L,1 * *", "0 0 ?,1 * *", "0 0 ? * ?", "0 0 * * 1,?", "0 0 * mon#2 *"]
+ZONES = ["posixrules", "right/UTC", "posix/Africa/Nairobi", "posix/UTC", "right/Africa/Nairobi", "UTC",
+         "Etc/UTC", "Africa/Nairobi", "Asia/Dhaka", "Etc/GMT-3", "Mars/Olympus", "africa/nairobi", "../UTC"]
+
+
+def _prefect_takes(cron: str = "0 0 * * *", timezone: str = "UTC") -> bool:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValueError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("cron", CRONS)
 def test_a_form_schedule_takes_the_cron_expressions_prefect_takes(cron):
     """A wrong schedule stops at the form's file, not hours later in Prefect: the form config accepts
     exactly what Prefect's own schedule model accepts."""
-    from prefect.client.schemas.schedules import CronSchedule
-
-    try:
-        CronSchedule(cron=cron, timezone="UTC")
-        prefect_takes = True
-    except ValueError:
-        prefect_takes = False
-    if prefect_takes:
+    if _prefect_takes(cron=cron):
         assert Schedule(cron=cron).cron == cron
     else:
         with pytest.raises(ValueError, match="cron"):
             Schedule(cron=cron)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_a_form_schedule_takes_the_time_zones_prefect_takes(zone):
+    """ZoneInfo also opens files of the time-zone database that are not zone names; Prefect refuses them."""
+    if _prefect_takes(timezone=zone):
+        assert Schedule(timezone=zone).timezone == zone
+    else:
+        with pytest.raises(ValueError, match="is not a time zone name"):
+            Schedule(timezone=zone)
 
 
 def test_a_wrong_time_zone_names_the_file_and_the_field(tmp_path):
