@@ -25,7 +25,7 @@ from expectations import (
     validate_table,
     write_report,
 )
-from expectations.suites import TEXT_COLUMN_NOTE, data_table
+from expectations.suites import TEXT_COLUMN_NOTE, check_id, data_table
 from expectations.validate import preload_gx
 from transforms.model import FormSchema
 from warehouse.indicators import compute_indicators
@@ -90,6 +90,13 @@ def check_form(
         if spec.id not in kept:
             hfc.results.append(HfcResult(spec.id, spec.description, spec.severity, spec.column, 0,
                                          skipped=True, note=TEXT_COLUMN_NOTE))
+    listed = {spec.id for spec in form_suite.expectations}
+    for q in schema.retyped_by_policy.values():
+        # a number the policy bands is not stored as a number: no range or outlier check; the report says so
+        check, title = check_id("between", q.table, q.column), f"Range and unusual values of {q.column}"
+        if q.type in ("integer", "decimal", "range") and check not in listed:
+            hfc.results.append(HfcResult(check, title, "error", q.column, 0, skipped=True,
+                                         note=f"{q.column}: {TEXT_COLUMN_NOTE}"))
     results: list[CheckResult] = []
     failed: list[pa.Table] = []  # Arrow from the queries to ops.dq_failed_rows: no Python object per row
     if len(loaded):

@@ -97,6 +97,8 @@ class FormSchema:
     version_questions: dict[str, dict[str, str]] = field(default_factory=dict)
     # version uid -> {repeat xpath in that version -> table name}
     version_repeats: dict[str, dict[str, str]] = field(default_factory=dict)
+    # questions the privacy policy turned into text (bands, months, pseudonyms): xpath -> the form's question
+    retyped_by_policy: dict[str, Question] = field(default_factory=dict)
 
     @property
     def main(self) -> TableSchema:

@@ -958,7 +958,9 @@ def apply_policy_to_schema(schema: FormSchema, policy: PrivacyPolicy) -> FormSch
         questions[key] = (
             dataclasses.replace(q, type="text", list_name=None, constraint=None) if key in retyped else q
         )
-    return dataclasses.replace(schema, tables=tables, questions=questions)
+    # the form's own definition, for the checks that can no longer run on them (and to say so)
+    by_policy = {q.xpath: q for key, q in schema.questions.items() if key in retyped and key in questions}
+    return dataclasses.replace(schema, tables=tables, questions=questions, retyped_by_policy=by_policy)
 
 
 # --- suggesting a policy for `kobo-etl add-form` ----------------------------------------------------------

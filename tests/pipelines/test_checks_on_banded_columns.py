@@ -60,6 +60,9 @@ def test_checks_skip_a_banded_column_and_the_run_goes_on(tmp_path):
     not_run = html.split("<h2>Checks not run</h2>", 1)[1].split("</ul>", 1)[0]
     assert "per household member: hh_size: the column is stored as text" in not_run
     assert "Household size is between 1 and 30" in not_run  # the household overrides' range check
+    # questions banded by the policy: their range and outlier checks are not built, and the report says so
+    assert "Range and unusual values of resp_age: resp_age: the column is stored as text" in not_run
+    assert "Range and unusual values of head_age" in not_run
     assert second.status in ("success", "warning") and second.error is None
     assert second.inserted == 5
     # the form says integer again, the column is text: resp_age's range and outlier checks are not run
