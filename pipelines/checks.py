@@ -29,6 +29,7 @@ from expectations.suites import TEXT_COLUMN_NOTE, check_id, data_table
 from expectations.validate import preload_gx
 from transforms.model import FormSchema
 from warehouse.indicators import compute_indicators
+from warehouse.load import existing_columns
 from warehouse.publish import publish
 from warehouse.quality import earlier_failures, ensure_quality_tables, flag_rows, write_dq_run
 from warehouse.risk import disclosure_risk, write_disclosure_risk
@@ -84,7 +85,7 @@ def check_form(
         preload_gx()  # ≈ 3 s of import, overlapped with the HFCs' DuckDB queries below
     hfc = run_hfc(con, slug, schema=schema, quality=form.quality)
     form_suite = build_suite(schema)
-    suite = suite_for_stored_types(form_suite, _stored_types(con, slug))
+    suite = suite_for_stored_types(form_suite, existing_columns(con, slug))
     kept = set(suite.ids())
     for spec in form_suite.expectations:  # listed under "Checks not run" in the report
         if spec.id not in kept:
@@ -169,17 +170,6 @@ def _count_by(table: pa.Table, column: str) -> dict[str, int]:
 def _table_rows(con: duckdb.DuckDBPyConnection, slug: str, table: str) -> int:
     row = con.execute(f"SELECT count(*) FROM {qualified(slug, table)}").fetchone()
     return int(row[0]) if row else 0
-
-
-def _stored_types(con: duckdb.DuckDBPyConnection, slug: str) -> dict[str, dict[str, str]]:
-    """table → column → DuckDB type of the form's tables as the warehouse holds them now."""
-    out: dict[str, dict[str, str]] = {}
-    for table, column, dtype in con.execute(
-        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = ?",
-        [slug],
-    ).fetchall():
-        out.setdefault(table, {})[column] = dtype
-    return out
 
 
 def previous_checks_failed(con: duckdb.DuckDBPyConnection, slug: str) -> int:

@@ -26,12 +26,12 @@ import duckdb
 
 from config.indicators import Expression, Indicator, IndicatorSet
 from warehouse.errors import WarehouseError
+from warehouse.load import DELETED_AT
 from warehouse.sql import qualified, quote_ident, quote_literal
 
 MISSING = "(missing)"
 #: where definitions are read from unless the caller says otherwise (`KOBO_ETL_INDICATORS_FILE`)
 DEFAULT_SOURCE = "config/indicators.yaml"
-DELETED_AT = "_deleted_at"  # set on soft-deleted submissions (warehouse.load)
 
 VALUES_DDL = """CREATE TABLE IF NOT EXISTS marts.indicator_values (
     indicator_code VARCHAR NOT NULL, form VARCHAR NOT NULL, period_start DATE NOT NULL,

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from warehouse.load import DELETED_AT, existing_columns
 from warehouse.sql import qualified, quote_ident
 
 DQ_DDL = (
@@ -152,11 +153,8 @@ def earlier_failures(
     columns = ", ".join(quote_ident(c) for c in _FAILED_COLUMNS[2:])
     if last is None or not names:
         return _arrow(con, f"SELECT {columns} FROM ops.dq_failed_rows LIMIT 0")
-    stored = con.execute(
-        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = ? "
-        "AND table_name = 'submissions' AND column_name = '_deleted_at'", [form]
-    ).fetchone()
-    live = " WHERE _deleted_at IS NULL" if stored and stored[0] else ""
+    soft_deleted = DELETED_AT in existing_columns(con, form).get("submissions", {})
+    live = f" WHERE {DELETED_AT} IS NULL" if soft_deleted else ""
     # as Arrow, not Python rows: at 500 000 submissions hundreds of thousands of rows can fail
     return _arrow(
         con,
