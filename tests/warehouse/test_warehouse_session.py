@@ -71,3 +71,19 @@ def test_new_only_skips_deletes_but_never_duplicates(con):
     # without the promise the same batch replaces id 2
     assert upsert_batch(con, make_schema(), make_batch([2, 3], uuid_suffix="b"), run_id="r") == (1, 1)
     assert [r[0] for r in rows(con)] == [1, 2, 3]
+
+
+def test_a_session_loads_on_one_duckdb_thread_and_gives_the_others_back(con):
+    def threads() -> int:
+        return con.execute("SELECT current_setting('threads')").fetchone()[0]
+
+    con.execute("SET threads = 3")
+    with load_session(con):
+        assert threads() == 1  # the cores are the transform's (workers or this process)
+        with load_session(con):  # nested: the outer session decides
+            assert threads() == 1
+        assert threads() == 1
+    assert threads() == 3  # the checks and exports after the load run in parallel again
+    with pytest.raises(RuntimeError), load_session(con):
+        raise RuntimeError("a page could not be fetched")
+    assert threads() == 3
