@@ -30,7 +30,7 @@ from expectations import HfcReport
 from expectations.structure import check_batch_structure
 from pipelines.checks import LoadedIds, check_form, previous_checks_failed
 from pipelines.forms import fetch_versions
-from pipelines.workers import transform_pages
+from pipelines.workers import start_early, transform_pages
 from transforms import to_form_schema, to_label_tables, with_attachments_table
 from transforms.model import FlatBatch, FormSchema
 from transforms.page import PageTransform
@@ -224,7 +224,9 @@ def load_pages(
 
     first = True  # the first page loads alone: an early kill already leaves a resume point
     try:
-        for page, done in transform_pages(pages, ctx.transform, ctx.config.sync.transform_workers):
+        for page, done in transform_pages(
+            pages, ctx.transform, ctx.config.sync.transform_workers, ahead=PAGES_PER_LOAD
+        ):
             summary.requests += 1
             summary.bytes += page.nbytes
             if done is None:
@@ -448,6 +450,8 @@ def sync_form(
     step = "setup of the form's tables and labels"  # for an out-of-memory error's message
     try:
         key = settings.require_key()
+        if full or get_watermark(con, form.slug) is None:
+            start_early(form.sync.transform_workers)  # a first download may be big
         ctx = load_form_context(
             client, form, key, settings.data_dir / "cache", pinned_columns(con, form.slug)
         )

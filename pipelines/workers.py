@@ -11,6 +11,7 @@ See docs/decisions/009-transform-workers.md.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -23,11 +24,16 @@ from transforms.page import PageTransform, TransformedPage, cyclic_gc_paused, in
 #: With `sync.transform_workers` unset, a sync uses workers from this many submissions on (starting them
 #: costs about a second; in-process, 10 000 submissions take about 2 s of privacy and flattening).
 AUTO_MIN_SUBMISSIONS = 10_000
-#: ... on a 2-core machine only from this many: its one worker shares the cores with the load and the
-#: fetching, and gained nothing below (10 000 and 20 000: slower; 50 000: 3-17 % faster; bench/README.md)
+#: ... on a 2-core machine only from this many: its workers share the cores with the load and the
+#: fetching, and gained nothing below (20 000: 2.3 against 2.4 s in process; bench/README.md)
 AUTO_MIN_SUBMISSIONS_2_CORES = 50_000
-#: ... one per core but one, and at most this many (each holds a couple of pages and their tables).
+#: ... one per core but one, at least 2 (on 2 cores the sync's own work, fetching and loading, leaves
+#: most of a core idle: 6.9-7.3 s against 9.2-11.3 s with one worker at 100 000), at most this many
+#: (each holds a couple of pages and their tables).
 AUTO_MAX_WORKERS = 4
+#: Response bodies that may wait for a worker beyond its 2 pages, while the caller loads what it holds
+#: (a demo page is ≈ 2.4 MB; a very wide form's page can be tens of MB, so pages alone are no bound).
+AHEAD_BYTES = 64 * 2**20
 
 
 def usable_cores() -> int:
@@ -43,21 +49,25 @@ def worker_count(setting: int | None, expected_submissions: int, cores: int | No
     if setting is not None:
         return setting
     cores = usable_cores() if cores is None else cores
-    # one core stays with the sync itself (fetching, and DuckDB's load of the pages that came back)
     least = AUTO_MIN_SUBMISSIONS if cores >= 3 else AUTO_MIN_SUBMISSIONS_2_CORES
     if cores < 2 or expected_submissions < least:
         return 0
-    return min(cores - 1, AUTO_MAX_WORKERS)
+    return min(max(cores - 1, 2), AUTO_MAX_WORKERS)
 
 
 def transform_pages(
-    pages: Iterable[SubmissionPage], transform: PageTransform, workers: int | None = None
+    pages: Iterable[SubmissionPage],
+    transform: PageTransform,
+    workers: int | None = None,
+    ahead: int = 0,
 ) -> Iterator[tuple[SubmissionPage, TransformedPage | None]]:
     """Transform pages in order; yields (page, result), result None for an empty page.
 
     `workers`: 0 = in this process; N = N worker processes; None = decide from the first page's `count`
-    (`worker_count`). Errors raised while transforming a page (e.g. `PrivacyError`) are raised here, for
-    that page, after every earlier page was yielded.
+    (`worker_count`). `ahead`: pages the caller holds before it asks for the next ones (its load group);
+    so many more are handed to the workers (within `AHEAD_BYTES`), which then keep working while the
+    caller loads. Errors raised while transforming a page (e.g. `PrivacyError`) are raised here, for that
+    page, after every earlier page was yielded.
     """
     stream = iter(pages)
     first = next(stream, None)
@@ -66,30 +76,56 @@ def transform_pages(
     n = worker_count(workers, first.count)
     if n == 0:
         for page in chain([first], stream):
-            if not page.size:
-                yield page, None
-                continue
-            with cyclic_gc_paused():  # parsing the rows allocates as much as transforming them
-                done = transform(page.parse_results())
-            yield page, done
+            yield page, _transform_here(transform, page)
         return
-    # spawn, not fork: the parent has fetch threads and DuckDB's threads, which fork does not copy safely
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n, mp_context=context, initializer=init_worker, initargs=(transform,)) as pool:
+    with ProcessPoolExecutor(n, mp_context=_start_method(), initializer=init_worker,
+                             initargs=(transform,)) as pool:
         pending: deque[tuple[SubmissionPage, Future[TransformedPage] | None]] = deque()
+        waiting_bytes = 0  # of the pending pages
         try:
             for page in chain([first], stream):
                 job = _submit(pool, transform, page)
                 pending.append((page, job))
-                # a window of 2 pages per worker keeps them busy and bounds the pages held in memory
-                while len(pending) > 2 * n:
-                    yield _done(*pending.popleft())
+                waiting_bytes += page.nbytes
+                # 2 pages per worker keep them busy; the caller's load group more keeps them busy while it
+                # loads (it asks for no page meanwhile); bytes bound what is held in memory
+                while len(pending) > 2 * n and (len(pending) > 2 * n + ahead or waiting_bytes > AHEAD_BYTES):
+                    done = pending.popleft()
+                    waiting_bytes -= done[0].nbytes
+                    yield _done(*done)
             while pending:
                 yield _done(*pending.popleft())
         finally:
             for _, job in pending:
                 if job is not None:
                     job.cancel()
+
+
+def start_early(setting: int | None) -> None:
+    """Start the process the workers are forked from now, for a sync that may use them (a first or full
+    download): its imports (≈ 0.5 s) then overlap the form's setup instead of delaying the first page."""
+    if setting == 0 or usable_cores() < 2:
+        return
+    if _start_method().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
+
+
+def _start_method() -> multiprocessing.context.BaseContext:
+    """Not fork: the parent has fetch threads and DuckDB's threads, which fork does not copy safely. The
+    forkserver (Linux, macOS) imports the transforms once, in a process started clean, and forks each worker
+    from it; spawn (Windows) imports them again in every worker."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["transforms.page"])
+    return context
+
+
+def _transform_here(transform: PageTransform, page: SubmissionPage) -> TransformedPage | None:
+    if not page.size:
+        return None
+    with cyclic_gc_paused():  # parsing the rows allocates as much as transforming them
+        return transform(page.parse_results())
 
 
 def _submit(

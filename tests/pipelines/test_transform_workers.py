@@ -18,6 +18,7 @@ from sync_helpers import (
 
 from config import DEMO_PSEUDONYMISATION_KEY, load_form_configs
 from connectors.demo_server import DemoKoboServer
+from pipelines import workers
 from pipelines.sync import load_form_context
 from pipelines.workers import transform_pages, worker_count
 from transforms.errors import PrivacyError
@@ -62,14 +63,14 @@ def test_workers_give_the_same_tables_and_quarantine_as_in_process(fresh_server:
 def test_a_sync_with_workers_stores_what_an_in_process_sync_stores(fresh_server: DemoKoboServer,
                                                                     tmp_path: Path) -> None:
     dumps = []
-    for workers in (0, 2):
-        root = tmp_path / f"w{workers}"
+    for count in (0, 2):
+        root = tmp_path / f"w{count}"
         settings = sync_settings(fresh_server, root, page_size=25)
         path = settings.forms_dir / f"{SLUG}.yaml"
         path.write_text(path.read_text(encoding="utf-8").replace(
-            "  concurrency:", f"  transform_workers: {workers}\n  concurrency:"), encoding="utf-8")
+            "  concurrency:", f"  transform_workers: {count}\n  concurrency:"), encoding="utf-8")
         (form,) = load_form_configs(settings.forms_dir, [SLUG])
-        assert form.sync.transform_workers == workers
+        assert form.sync.transform_workers == count
         summary = sync_once(settings)
         assert summary.inserted == 120
         dumps.append(dump_form(settings.warehouse_path))
@@ -92,10 +93,11 @@ def test_worker_count_follows_the_setting_then_the_size() -> None:
     assert worker_count(3, 1) == 3
     assert worker_count(None, 2_000) == 0  # small syncs stay in-process: starting workers costs ~1 s
     assert worker_count(None, 500_000) in (0, 1, 2, 3, 4)
-    # one core stays with the sync; on 2 cores the one worker pays off only for big syncs
+    # one core stays with the sync, but on 2 cores it is mostly idle: two workers, for big syncs only
     assert worker_count(None, 500_000, cores=1) == 0
     assert worker_count(None, 49_999, cores=2) == 0
-    assert worker_count(None, 50_000, cores=2) == 1
+    assert worker_count(None, 50_000, cores=2) == 2
+    assert worker_count(None, 50_000, cores=3) == 2
     assert worker_count(None, 9_999, cores=4) == 0
     assert worker_count(None, 10_000, cores=4) == 3
     assert worker_count(None, 10_000, cores=16) == 4
@@ -105,3 +107,43 @@ def test_tables_cross_the_pipe_intact() -> None:
     table = pa.table({"x": pa.array([1, None, 3], pa.int64())})
     import pickle
     assert pickle.loads(pickle.dumps(table)).equals(table)
+
+
+def _pulled_at_first_result(pages: list, transform: PageTransform, **kwargs: object) -> int:
+    pulled = 0
+
+    def source():  # noqa: ANN202 - test helper
+        nonlocal pulled
+        for page in pages:
+            pulled += 1
+            yield page
+
+    results = transform_pages(source(), transform, **kwargs)
+    next(results)
+    at_first = pulled
+    results.close()
+    return at_first
+
+
+def test_workers_take_the_callers_load_group_ahead_within_a_byte_budget(
+    fresh_server: DemoKoboServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, client = _context(fresh_server, tmp_path)
+    pages = list(client.iter_submission_pages(fresh_server.household_uid, page_size=25))
+    assert len(pages) == 5
+    # 2 pages for the one worker, then the caller's group of 2 more: the 5th page is pulled before the
+    # first result is handed over, so the worker has work while the caller loads
+    assert _pulled_at_first_result(pages, ctx.transform, workers=1) == 3
+    assert _pulled_at_first_result(pages, ctx.transform, workers=1, ahead=2) == 5
+    # bodies beyond the budget do not wait: back to 2 pages per worker
+    monkeypatch.setattr(workers, "AHEAD_BYTES", pages[0].nbytes)
+    assert _pulled_at_first_result(pages, ctx.transform, workers=1, ahead=2) == 3
+
+
+def test_workers_start_from_the_forkserver_where_there_is_one() -> None:
+    method = workers._start_method().get_start_method()
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        # forked from a clean process that imported the transforms once; never fork the parent itself
+        assert method == "forkserver"
+    else:
+        assert method == "spawn"
