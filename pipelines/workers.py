@@ -13,10 +13,12 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import chain
+from types import ModuleType
 
 from connectors import SubmissionPage
 from transforms.page import PageTransform, TransformedPage, cyclic_gc_paused, init_worker, transform_body
@@ -117,8 +119,19 @@ def _start_method() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["transforms.page"])
+    context.set_forkserver_preload(forkserver_preload(sys.modules["__main__"]))
     return context
+
+
+def forkserver_preload(main: ModuleType) -> list[str]:
+    """What the forkserver imports once for all workers: the transforms, and the program's main module,
+    which multiprocessing runs again in every worker (for a flow run under `kobo-etl serve` that is
+    `python -m prefect.engine`, ≈ 1 s of imports each, then a re-run of a module whose imports are loaded).
+    A main run by path (`kobo-etl`, a script) is what the forkserver's own `__main__` entry preloads; a
+    package's `__main__` (`python -m pytest`) is never re-run by multiprocessing, so it is not imported."""
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    by_name = [name] if name and name != "__main__" and not name.endswith(".__main__") else []
+    return ["__main__", *by_name, "transforms.page"]
 
 
 def _transform_here(transform: PageTransform, page: SubmissionPage) -> TransformedPage | None:

@@ -147,3 +147,21 @@ def test_workers_start_from_the_forkserver_where_there_is_one() -> None:
         assert method == "forkserver"
     else:
         assert method == "spawn"
+
+
+def test_the_forkserver_imports_the_programs_main_module_once_for_all_workers() -> None:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+    def main_named(name: str | None) -> ModuleType:
+        module = ModuleType("__main__")
+        module.__spec__ = ModuleSpec(name, None) if name else None
+        return module
+
+    # a flow run under `kobo-etl serve` is `python -m prefect.engine`: every worker would import it again
+    assert workers.forkserver_preload(main_named("prefect.engine")) == [
+        "__main__", "prefect.engine", "transforms.page"]
+    # a package's __main__ is never re-run in a worker (and importing pytest's would run the tests)
+    assert workers.forkserver_preload(main_named("pytest.__main__")) == ["__main__", "transforms.page"]
+    # a script or the `kobo-etl` command: the forkserver's own "__main__" entry imports it by path
+    assert workers.forkserver_preload(main_named(None)) == ["__main__", "transforms.page"]
