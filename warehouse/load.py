@@ -174,17 +174,17 @@ def load_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Load the `upsert_batch` calls made inside the block as one session: the table/column listing is
     read once, not once per batch. Each batch still commits on its own, with its watermark (a sync makes
     each batch several pages already, `pipelines.sync.PAGES_PER_LOAD`), so a crash loses at most the batch
-    being written and the next sync fetches it again.
+    being written and the next sync fetches it again. DuckDB runs on one thread inside the block.
     """
     if id(con) in _sessions:  # nested: the outer session keeps the listing
         yield
         return
-    _sessions[id(con)] = _Session()
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
     # a batch is a few thousand submissions: more DuckDB threads only compete with the transform (worker
     # processes, or this one) for the cores. Measured at 100 000 with 2 workers on 2 cores: the sync
     # process's CPU 3.6-3.8 → 3.2-3.3 s; no change in process (bench/README.md, tenth round)
     con.execute("SET threads = 1")
+    _sessions[id(con)] = _Session()
     try:
         yield
     finally:
