@@ -142,18 +142,27 @@ def load_form_context(
     key: bytes,
     cache_dir: Path,
     pinned: dict[str, str] | None = None,
+    asset: dict | None = None,
 ) -> FormContext:
-    """Fetch the asset and every deployed version (cached on disk: deployed versions never change).
+    """Fetch the asset (unless given) and every deployed version (cached on disk: deployed versions never
+    change).
 
     `pinned` (xpath -> existing column) keeps the warehouse's column names stable across form versions.
     """
-    asset = client.get_asset(form.asset_uid)
+    if asset is None:
+        asset = client.get_asset(form.asset_uid)
     versions = fetch_versions(client, form.asset_uid, cache_dir / form.slug / "versions")
     # the attachments table is added before the policy: media questions are withheld by default
     raw_schema = with_attachments_table(to_form_schema(asset, versions, form.slug, pinned))
     policy = form.privacy
     check_strict(raw_schema, policy)
     return FormContext(form, raw_schema, apply_policy_to_schema(raw_schema, policy), policy, key)
+
+
+def asset_submission_count(asset: dict) -> int:
+    """The server's submission count in an asset; 0 when the account may not see it (KoBo sends None)."""
+    count = asset.get("deployment__submission_count")
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
 
 def update_privacy_todo(con: duckdb.DuckDBPyConnection, ctx: FormContext) -> None:
@@ -450,10 +459,11 @@ def sync_form(
     step = "setup of the form's tables and labels"  # for an out-of-memory error's message
     try:
         key = settings.require_key()
-        if full or get_watermark(con, form.slug) is None:
-            start_early(form.sync.transform_workers)  # a first download may be big
+        asset = client.get_asset(form.asset_uid)
+        if full or get_watermark(con, form.slug) is None:  # every submission is downloaded
+            start_early(form.sync.transform_workers, asset_submission_count(asset))
         ctx = load_form_context(
-            client, form, key, settings.data_dir / "cache", pinned_columns(con, form.slug)
+            client, form, key, settings.data_dir / "cache", pinned_columns(con, form.slug), asset
         )
         update_privacy_todo(con, ctx)
         changes = ensure_tables(con, ctx.schema)

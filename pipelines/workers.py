@@ -103,10 +103,10 @@ def transform_pages(
                     job.cancel()
 
 
-def start_early(setting: int | None) -> None:
-    """Start the process the workers are forked from now, for a sync that may use them (a first or full
-    download): its imports (≈ 0.5 s) then overlap the form's setup instead of delaying the first page."""
-    if setting == 0 or usable_cores() < 2:
+def start_early(setting: int | None, expected_submissions: int) -> None:
+    """Start the process the workers are forked from now, for a download that will use them (`worker_count`):
+    its imports (≈ 0.5 s) then overlap the form's setup instead of delaying the first page."""
+    if worker_count(setting, expected_submissions) == 0:
         return
     if _start_method().get_start_method() == "forkserver":
         multiprocessing.forkserver.ensure_running()

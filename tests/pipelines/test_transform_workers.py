@@ -165,3 +165,24 @@ def test_the_forkserver_imports_the_programs_main_module_once_for_all_workers() 
     assert workers.forkserver_preload(main_named("pytest.__main__")) == ["__main__", "transforms.page"]
     # a script or the `kobo-etl` command: the forkserver's own "__main__" entry imports it by path
     assert workers.forkserver_preload(main_named(None)) == ["__main__", "transforms.page"]
+
+
+def test_the_forkserver_starts_early_only_for_a_download_that_will_use_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import multiprocessing.forkserver
+
+    from pipelines.sync import asset_submission_count
+
+    started: list[bool] = []
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", lambda: started.append(True))
+    workers.start_early(None, 2_000)  # a small form: no background process competing with its sync
+    workers.start_early(0, 1_000_000)  # in-process by the form's setting
+    assert started == []
+    workers.start_early(None, 1_000_000)
+    will_fork = worker_count(None, 1_000_000) > 0 and "forkserver" in multiprocessing.get_all_start_methods()
+    assert started == ([True] if will_fork else [])
+    # the count comes from the asset; KoBo sends None to an account that may not see it
+    assert asset_submission_count({"deployment__submission_count": 120}) == 120
+    assert asset_submission_count({"deployment__submission_count": None}) == 0
+    assert asset_submission_count({}) == 0
