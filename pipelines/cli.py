@@ -47,12 +47,13 @@ def print_table(rows: list[dict], columns: Sequence[str]) -> None:
 
 def cmd_forms(args: argparse.Namespace, settings: Settings) -> int:
     from pipelines.run import make_client
+    from pipelines.sync import asset_submission_count
 
     rows = [
         {
             "uid": a.get("uid"),
             "name": a.get("name"),
-            "submissions": a.get("deployment__submission_count") or 0,
+            "submissions": asset_submission_count(a),
             "deployed": "yes" if a.get("has_deployment") and a.get("deployment__active") else "no",
         }
         for a in make_client(settings).iter_assets()
