@@ -460,7 +460,8 @@ def sync_form(
     try:
         key = settings.require_key()
         asset = client.get_asset(form.asset_uid)
-        if full or get_watermark(con, form.slug) is None:  # every submission is downloaded
+        stored_up_to = get_watermark(con, form.slug)  # nothing before the load moves it
+        if full or stored_up_to is None:  # every submission is downloaded
             start_early(form.sync.transform_workers, asset_submission_count(asset))
         ctx = load_form_context(
             client, form, key, settings.data_dir / "cache", pinned_columns(con, form.slug), asset
@@ -480,7 +481,7 @@ def sync_form(
         create_label_views(con, ctx.schema)
         step = "load"
         as_of = datetime.now(UTC)  # what changes after this instant is left to the next run's history poll
-        watermark = None if full else get_watermark(con, form.slug)
+        watermark = None if full else stored_up_to
         loaded = LoadedIds(con, form.slug)
         if watermark is not None and form.sync.sweep:
             catch_up(con, client, ctx, watermark, summary, loaded, as_of)
