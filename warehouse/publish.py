@@ -96,7 +96,7 @@ def publish(
         warehouse_path: where the read-only copy goes; default `out_dir/warehouse.duckdb`.
         copy_warehouse: keep the snapshot as the analysts' copy (False: delete it after exporting).
         memory_limit: the warehouse's memory limit as configured (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`), set again
-            after the snapshot's copy; by default the limit DuckDB reports, which it rounds down (1.5GB
+            after a snapshot copied with `COPY FROM DATABASE` (`_copy_database`); by default the limit DuckDB reports, which it rounds down (1.5GB
             shows as 1.3 GiB).
 
     Raises:
@@ -189,20 +189,28 @@ def _remove_leftovers(out_dir: Path) -> None:
 
 @contextmanager
 def _snapshot(con: duckdb.DuckDBPyConnection, snap_path: Path, memory_limit: str | None) -> Iterator[None]:
-    """Copy the whole warehouse to `snap_path` in one statement (one transaction: a consistent snapshot)
-    and make it the connection's default database while the block runs.
+    """Copy the whole warehouse to `snap_path` as one consistent snapshot and make it the connection's
+    default database while the block runs.
 
-    The snapshot is attached to the warehouse's own DuckDB instance, not opened as a second one: one buffer
-    pool under one memory limit (a second instance doubled what DuckDB may hold while exporting).
+    The snapshot is the warehouse file itself, copied right after a CHECKPOINT has written every committed
+    row into it (`_copy_file`): ≈ 0.02 s and no memory at 100 000 submissions, where `COPY FROM DATABASE`
+    took 1.3–1.8 s. A warehouse without a file (in memory) or whose file cannot be copied is copied with
+    `COPY FROM DATABASE` (`_copy_database`). The snapshot is attached to the warehouse's own DuckDB instance,
+    not opened as a second one: one buffer pool under one memory limit.
     """
-    row = con.execute("SELECT current_database(), current_schema()").fetchone()
+    row = con.execute(
+        "SELECT current_database(), current_schema(), "
+        "(SELECT path FROM duckdb_databases() WHERE database_name = current_database())"
+    ).fetchone()
     if row is None:  # a SELECT without FROM always returns one row; this only narrows the type
         raise PublishError("the warehouse did not report its database name")
-    source, schema = row
+    source, schema, path = row
     alias = f"publish_{snap_path.name.split('.')[1][:12]}"
+    copied = path is not None and _copy_file(con, Path(path), snap_path)
     con.execute(f"ATTACH {quote_literal(str(snap_path))} AS {quote_ident(alias)}")
     try:
-        _copy_database(con, source, alias, memory_limit)
+        if not copied:
+            _copy_database(con, source, alias, memory_limit)
         con.execute(f"USE {quote_ident(alias)}")
         try:
             yield
@@ -210,6 +218,30 @@ def _snapshot(con: duckdb.DuckDBPyConnection, snap_path: Path, memory_limit: str
             con.execute(f"USE {quote_ident(source)}.{quote_ident(schema)}")
     finally:
         con.execute(f"DETACH {quote_ident(alias)}")
+
+
+def _copy_file(con: duckdb.DuckDBPyConnection, path: Path, snap_path: Path) -> bool:
+    """Checkpoint the warehouse and copy its file to `snap_path`; False when the copy would not be the
+    warehouse as committed (a transaction with changes is open on `con`) or the file cannot be read (a
+    system that locks it against other readers).
+
+    After the checkpoint the file holds every committed row and the WAL is gone. Nothing writes to the file
+    until the caller's next statement: the caller holds the warehouse's only connection (DuckDB's file lock
+    gives it to one process) and runs nothing else on it while publishing.
+    """
+    try:
+        con.execute("CHECKPOINT")
+    except duckdb.Error:  # "the current transaction has transaction local changes"
+        return False
+    wal = Path(f"{path}.wal")
+    if wal.exists() and wal.stat().st_size:
+        return False
+    try:
+        shutil.copyfile(path, snap_path)
+    except OSError:
+        snap_path.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def snapshot_memory_limit(current: str) -> str | None:
@@ -251,8 +283,10 @@ def _copy_database(
     try:
         con.execute(copy)
         return
-    except duckdb.OutOfMemoryException:
-        pass  # the failed copy was one statement: nothing of it is left, it can run again
+    except (duckdb.OutOfMemoryException, duckdb.TransactionException):
+        # out of memory while copying, or when committing ("could not allocate block"): the failed copy
+        # was one statement, nothing of it is left, it can run again
+        pass
     finally:
         con.execute("SET memory_limit = ?", [usual])
     con.execute(copy)

@@ -253,14 +253,35 @@ def test_publish_leaves_the_connection_as_it_was(con, tmp_path: Path) -> None:
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("limit", ["1KiB", "4MiB"])
-def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monkeypatch, limit: str) -> None:
-    """1 KiB cannot even be set (DuckDB cannot evict enough); 4 MiB can, but the copy does not fit in it:
-    either way the snapshot is copied under the warehouse's limit, whole, and that limit is back after."""
+def test_snapshot_is_the_checkpointed_warehouse_file(con, tmp_path: Path) -> None:
+    """The snapshot is a copy of the warehouse file made right after a checkpoint: rows committed just
+    before, still in the WAL, are in it, and the WAL is gone."""
+    wal = tmp_path / "warehouse.duckdb.wal"
+    con.execute(f"INSERT INTO {FORM}.needs__selected VALUES (2, NULL, 'cash')")
+    assert wal.exists() and wal.stat().st_size > 0  # the row is in the WAL, not yet in the file
+    out = tmp_path / "exports"
+    publish(con, out, [FORM])
+    assert not wal.exists()
+    copy = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+    try:
+        assert copy.execute(f"SELECT count(*) FROM {FORM}.needs__selected").fetchone() == (5,)
+        assert copy.execute("SELECT count(*) FROM marts.indicator_values").fetchone() == (44,)
+    finally:
+        copy.close()
+
+
+def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monkeypatch) -> None:
+    """A warehouse file the system will not let us copy (Windows may lock it) is copied with COPY FROM
+    DATABASE under a lower memory limit; when the copy does not fit in it (1 MiB), it runs again under the
+    warehouse's limit, whole, and that limit is back after."""
     import warehouse.publish as publishing
 
+    def locked(*args: object, **kwargs: object) -> None:
+        raise PermissionError("the process cannot access the file because it is being used")
+
     limit_before = con.execute("SELECT current_setting('memory_limit')").fetchone()
-    monkeypatch.setattr(publishing, "snapshot_memory_limit", lambda current: limit)
+    monkeypatch.setattr(publishing.shutil, "copyfile", locked)
+    monkeypatch.setattr(publishing, "snapshot_memory_limit", lambda current: "1MiB")
     out = tmp_path / "exports"
     publish(con, out, [FORM])
     assert con.execute("SELECT current_setting('memory_limit')").fetchone() == limit_before
