@@ -96,8 +96,8 @@ def publish(
         warehouse_path: where the read-only copy goes; default `out_dir/warehouse.duckdb`.
         copy_warehouse: keep the snapshot as the analysts' copy (False: delete it after exporting).
         memory_limit: the warehouse's memory limit as configured (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`), set again
-            after a snapshot copied with `COPY FROM DATABASE` (`_copy_database`); by default the limit DuckDB reports, which it rounds down (1.5GB
-            shows as 1.3 GiB).
+            after a snapshot copied with `COPY FROM DATABASE` (`_copy_database`); by default the limit
+            DuckDB reports, which it rounds down (1.5GB shows as 1.3 GiB).
 
     Raises:
         PublishError: a form is not in the warehouse, or writing failed (nothing half-written is left
