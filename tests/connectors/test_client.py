@@ -550,3 +550,30 @@ def test_asset_list_is_paged_by_offset_and_versions_filtered(mocked):
         {"uid": "v3", "date_deployed": False}, {"uid": "v2", "date_deployed": "2026-05-01T10:00:00Z"},
         {"uid": "v1", "date_deployed": "2026-01-01T10:00:00Z"}]})
     assert [v["uid"] for v in client.iter_deployed_versions("aX")] == ["v2", "v1"]
+
+
+def test_a_page_body_is_read_whole_on_a_kept_alive_connection(srv, sleeps):
+    """Bodies are read in one call (not `Response.content`'s 10 KiB pieces) and the connection goes back to
+    the pool for the next page: one connection for every page of a sequential download."""
+    session = requests.Session()
+    client = KoboClient(srv.url, srv.token, timeout=10, backoff_s=0.05, sleep=sleeps, session=session)
+    pages = list(client.iter_submission_pages(srv.household_uid, page_size=500))
+    assert len(pages) == 3 and sum(len(p.results) for p in pages) == HOUSEHOLDS
+    assert [orjson.loads(p.raw)["results"] == p.results for p in pages] == [True] * 3
+    manager = session.get_adapter(srv.url).poolmanager
+    pools = [manager.pools[key] for key in manager.pools.keys()]
+    assert len(pools) == 1 and pools[0].num_connections == 1
+    assert pools[0].num_requests >= 3
+
+
+def test_a_body_cut_short_raises_requests_own_error(srv):
+    """A body that ends before its Content-Length raises what `Response.content` would raise, so the client
+    retries it as a truncated body (not as a connection failure)."""
+    from connectors.client import _whole_body
+
+    srv.set_faults(truncate_next=1)
+    resp = requests.get(f"{srv.url}/api/v2/assets/{srv.household_uid}/data/?format=json",
+                        headers={"Authorization": f"Token {srv.token}"}, stream=True, timeout=10)
+    assert resp.status_code == 200
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        _whole_body(resp)
