@@ -1,7 +1,8 @@
 """End-to-end benchmark of `kobo-etl sync` against the demo KoBo server, with the floor in the same run.
 
     .venv/bin/python bench/run.py --submissions 10000 [--latency-ms L] [--no-checks] [--concurrency K]
-                                  [--incremental] [--startup] [--prerender] [--dlt] [--json results.json]
+                                  [--incremental] [--startup] [--prerender] [--dlt] [--repeat R]
+                                  [--json results.json]
 
 The demo server runs in a separate process (its own GIL: generating pages must not slow the sync down),
 with N generated household submissions. The sync is the real `pipelines.run.run_sync` into a fresh data
@@ -23,6 +24,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -804,11 +806,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dlt-format", default="parquet", choices=("parquet", "jsonl", "insert_values"),
                    help="dlt's loader_file_format (default parquet, as issue #9's target; dlt's own default "
                         "for DuckDB is insert_values)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run the whole benchmark this many times, each in a fresh process (its own server, "
+                        "sync and floor), then print every run's ratios and their median")
     p.add_argument("--keep", action="store_true", help="keep the data folder")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = p.parse_args(argv)
     if args.members is not None and args.members < 1:
         p.error("--members: at least 1 member per household")
+    if args.repeat > 1:
+        return run_repeated(sys.argv[1:] if argv is None else argv, args.repeat, args.json)
 
     import logging
 
@@ -884,6 +891,76 @@ def main(argv: list[str] | None = None) -> int:
     print_report(res)
     save(res, args.json)
     return 0
+
+
+def run_repeated(argv: list[str], times: int, json_path: Path | None) -> int:
+    """The benchmark `times` times, each run in a fresh process (only a process's first sync is clean: a
+    later one finds GX imported and the RSS of the earlier one), then every run's ratios and their medians.
+    The machine's noise (±0.5 s on a 6 s sync) is then visible in one invocation."""
+    rest = _without_options(argv, ("--repeat", "--json"))
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="kobo-bench-repeat-") as tmp:
+        for i in range(times):
+            out = Path(tmp) / f"run{i + 1}.json"
+            print(f"\n######## run {i + 1} of {times}", flush=True)
+            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *rest, "--json", str(out)])
+            if done.returncode != 0 or not out.exists():
+                print(f"run {i + 1} failed (exit {done.returncode})")
+                return 1
+            runs.append(json.loads(out.read_text(encoding="utf-8")))
+    print_repeated(runs)
+    save({"runs": runs}, json_path)
+    return 0
+
+
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """`argv` without the options `names` and their values (`--repeat 3` or `--repeat=3`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not arg.startswith(tuple(f"{n}=" for n in names)):
+            out.append(arg)
+    return out
+
+
+def run_ratios(res: dict[str, Any]) -> dict[str, float]:
+    """One run's ratios against its own floor, and dlt's against the sync without checks."""
+    ratios = {"sync_s": res["sync"]["wall_s"], "floor_s": res["floor"]["wall_s"],
+              "sync_over_floor": res["sync"]["wall_s"] / res["floor"]["wall_s"],
+              "load_before": res["sync"]["loadavg_1m"][0]}
+    no_checks = res["sync"] if not res["checks"] else res.get("sync_no_checks")
+    if no_checks is not None and res["checks"]:
+        ratios["no_checks_over_floor"] = no_checks["wall_s"] / res["floor"]["wall_s"]
+    dlt = res.get("dlt") or {}
+    if no_checks is not None and "wall_s" in dlt and dlt.get("loader_file_format") == "parquet":
+        ratios["dlt_over_sync"] = dlt["wall_s"] / no_checks["wall_s"]
+    return ratios
+
+
+def print_repeated(runs: list[dict[str, Any]]) -> None:
+    """A line per run, then the medians and how many runs met each target."""
+    checks = runs[0]["checks"]
+    target = 3.0 if checks else 1.5
+    rows = [run_ratios(r) for r in runs]
+    keys = [k for k in ("sync_s", "floor_s", "sync_over_floor", "no_checks_over_floor", "dlt_over_sync",
+                        "load_before") if k in rows[0]]
+    print(f"\n== {len(runs)} runs, {runs[0]['submissions']} submissions, checks {'on' if checks else 'off'}, "
+          f"server {'prerendered' if runs[0].get('prerender_s') is not None else 'generating'} ==")
+    print("run  " + "  ".join(f"{k:>20}" for k in keys))
+    for i, row in enumerate(rows, start=1):
+        print(f"{i:<4} " + "  ".join(f"{row[k]:20.2f}" for k in keys))
+    print("med  " + "  ".join(f"{statistics.median(r[k] for r in rows):20.2f}" for k in keys))
+    met = sum(r["sync_over_floor"] <= target for r in rows)
+    print(f"sync / floor <= {target}x in {met} of {len(rows)} runs")
+    if "no_checks_over_floor" in keys:
+        print(f"sync without checks / floor <= 1.5x in "
+              f"{sum(r['no_checks_over_floor'] <= 1.5 for r in rows)} of {len(rows)} runs")
+    if "dlt_over_sync" in keys:
+        print(f"dlt parquet / sync without checks >= 5x in {sum(r['dlt_over_sync'] >= 5 for r in rows)} "
+              f"of {len(rows)} runs")
 
 
 def save(res: dict[str, Any], path: Path | None) -> None:
