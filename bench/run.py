@@ -516,7 +516,9 @@ def run_floor(server: ServerProcess, work: Path) -> dict[str, Any]:
         params: dict[str, Any] = {"format": "json", "limit": 1000, "start": 0, "sort": '{"_id":1}'}
         if high is not None:
             params["query"] = json.dumps({"_id": {"$gt": high}})
-        body = session.get(url, params=params, headers=headers, timeout=60).content
+        # the body in one read, as the client reads it (`.content` reads 10 KiB pieces: ≈ 0.25 s more here)
+        resp = session.get(url, params=params, headers=headers, timeout=60, stream=True)
+        body = resp.raw.read(decode_content=True)
         count = int(_match(_COUNT.search(body, 0, 200)).group(1))
         cut = body.index(_RESULTS) + len(_RESULTS)
         results = body[cut:-1]  # DRF writes `results` last
