@@ -315,6 +315,7 @@ def install_stage_timers(stages: Stages) -> None:
     stages.wrap(sync, "ensure_tables", "setup (asset, versions, schema)")
     stages.wrap(sync, "write_labels", "setup (asset, versions, schema)")
     stages.wrap(sync, "create_label_views", "setup (asset, versions, schema)")
+    stages.wrap(sync, "start_early", "setup (asset, versions, schema)")
     # privacy and flattening run in transform worker processes for big syncs (pipelines/workers.py), where
     # these timers do not reach: "transform (wait)" is then the time the load waited for a worker's page
     stages.wrap(page, "apply_policy", "privacy (in-process)")
@@ -424,6 +425,8 @@ def run_one_sync(settings: Any, server: ServerProcess, *, checks: bool, concurre
     install_stage_timers(stages)
     client = run.make_client(settings)
     stages.wrap_pages(client)
+    # `sync_form` reads the asset itself (to start the transform workers' forkserver before the rest)
+    stages.wrap(client, "get_asset", "setup (asset, versions, schema)")
     kwargs = sync_kwargs(run.run_sync, checks)
     mark = server.call("mark")
     load_before = os.getloadavg()[0]
