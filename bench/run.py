@@ -819,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.members is not None and args.members < 1:
         p.error("--members: at least 1 member per household")
+    if args.repeat > 1 and args.fetch_only:
+        p.error("--repeat compares syncs with their floors; --fetch-only runs neither")
     if args.repeat > 1:
         return run_repeated(sys.argv[1:] if argv is None else argv, args.repeat, args.json)
 
