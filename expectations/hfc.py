@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -152,8 +152,14 @@ class HfcReport:
 
     def failed_rows(self) -> pa.Table:
         """Every failing submission of every check, as `expectations.validate.FAILED_ROWS_SCHEMA` rows."""
-        parts = [to_failed_rows(r.rows, r.check, r.column, r.severity) for r in self.results if r.count]
-        return pa.concat_tables([FAILED_ROWS_SCHEMA.empty_table(), *parts])
+        return pa.concat_tables([FAILED_ROWS_SCHEMA.empty_table(), *self.iter_failed_rows()])
+
+    def iter_failed_rows(self) -> Iterator[pa.Table]:
+        """The same, one check at a time, each made only when asked for: `warehouse.quality.write_dq_run`
+        takes them so, and the rows of every check with their rule and column are never in memory at once."""
+        for r in self.results:
+            if r.count:
+                yield to_failed_rows(r.rows, r.check, r.column, r.severity)
 
 
 _NUMBER_TYPES = ("BIGINT", "INTEGER", "DOUBLE", "FLOAT", "DECIMAL", "SMALLINT", "HUGEINT", "REAL", "TINYINT",

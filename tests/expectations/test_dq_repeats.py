@@ -160,6 +160,34 @@ def test_row_key_column_is_added_to_an_older_failed_rows_table(db):
     assert db.execute("SELECT submission_id, row_key FROM ops.dq_failed_rows").fetchall() == [(7, None)]
 
 
+def test_failed_rows_can_come_one_check_at_a_time_and_a_failure_midway_writes_nothing(db):
+    """`write_dq_run` takes the failing rows as several tables (one per check, made while it reads them);
+    each is inserted before the next is made, all in the run's one transaction."""
+    made: list[str] = []
+
+    def per_check(fail_at: str | None = None):
+        for rule, ids, key in (("hfc:a", [1, 2], None), ("between:members.age", [2], "2/members[1]")):
+            if rule == fail_at:
+                raise RuntimeError("a check's rows could not be read")
+            made.append(rule)
+            rows = {"submission_id": ids, "rule": [rule] * len(ids), "severity": ["warning"] * len(ids)}
+            if key is not None:
+                rows["row_key"] = [key] * len(ids)
+            yield pa.table(rows)
+
+    run = write_dq_run(db, "hh", [], per_check(), run_id="r1")
+    assert run["run_id"] == "r1" and made == ["hfc:a", "between:members.age"]
+    assert db.execute(
+        "SELECT rule, submission_id, row_key, \"column\" FROM ops.dq_failed_rows WHERE run_id = 'r1' "
+        "ORDER BY ALL"
+    ).fetchall() == [("between:members.age", 2, "2/members[1]", None), ("hfc:a", 1, None, None),
+                     ("hfc:a", 2, None, None)]
+    with pytest.raises(RuntimeError):
+        write_dq_run(db, "hh", [], per_check(fail_at="between:members.age"), run_id="r2")
+    assert db.execute("SELECT count(*) FROM ops.dq_runs WHERE run_id = 'r2'").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM ops.dq_failed_rows WHERE run_id = 'r2'").fetchone() == (0,)
+
+
 def _batch(n: int, unknown: dict[str, int], tables: dict[str, pa.Table] | None = None) -> FlatBatch:
     return FlatBatch(tables=tables or {}, submission_ids=list(range(1, n + 1)), unknown_keys=unknown)
 
