@@ -262,12 +262,7 @@ def test_snapshot_is_the_checkpointed_warehouse_file(con, tmp_path: Path) -> Non
     out = tmp_path / "exports"
     publish(con, out, [FORM])
     assert not wal.exists()
-    copy = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
-    try:
-        assert copy.execute(f"SELECT count(*) FROM {FORM}.needs__selected").fetchone() == (5,)
-        assert copy.execute("SELECT count(*) FROM marts.indicator_values").fetchone() == (44,)
-    finally:
-        copy.close()
+    assert copy_rows(out, f"{FORM}.needs__selected", "marts.indicator_values") == [5, 44]
 
 
 def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monkeypatch) -> None:
@@ -285,10 +280,14 @@ def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monk
     out = tmp_path / "exports"
     publish(con, out, [FORM])
     assert con.execute("SELECT current_setting('memory_limit')").fetchone() == limit_before
+    assert copy_rows(out, f"{FORM}.members", "marts.indicator_values") == [16, 44]
+
+
+def copy_rows(out: Path, *tables: str) -> list[int]:
+    """The row counts of `tables` in the published read-only warehouse copy."""
     copy = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
     try:
-        assert copy.execute(f"SELECT count(*) FROM {FORM}.members").fetchone() == (16,)
-        assert copy.execute("SELECT count(*) FROM marts.indicator_values").fetchone() == (44,)
+        return [copy.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
     finally:
         copy.close()
 
