@@ -221,18 +221,16 @@ def _snapshot(con: duckdb.DuckDBPyConnection, snap_path: Path, memory_limit: str
 
 
 def _copy_file(con: duckdb.DuckDBPyConnection, path: Path, snap_path: Path) -> bool:
-    """Checkpoint the warehouse and copy its file to `snap_path`; False when the copy would not be the
-    warehouse as committed (a transaction with changes is open on `con`) or the file cannot be read (a
-    system that locks it against other readers).
+    """Checkpoint the warehouse and copy its file to `snap_path`; False when the WAL is still there after
+    the checkpoint (the file alone would miss rows) or the file cannot be read (a system that locks it
+    against other readers).
 
     After the checkpoint the file holds every committed row and the WAL is gone. Nothing writes to the file
     until the caller's next statement: the caller holds the warehouse's only connection (DuckDB's file lock
-    gives it to one process) and runs nothing else on it while publishing.
+    gives it to one process) and runs nothing else on it while publishing. With uncommitted changes open on
+    `con` the checkpoint raises, as a copy into the snapshot would (one transaction writes one database).
     """
-    try:
-        con.execute("CHECKPOINT")
-    except duckdb.Error:  # "the current transaction has transaction local changes"
-        return False
+    con.execute("CHECKPOINT")
     wal = Path(f"{path}.wal")
     if wal.exists() and wal.stat().st_size:
         return False
