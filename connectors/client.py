@@ -208,19 +208,22 @@ def _whole_body(resp: requests.Response) -> bytes:
     """
     try:
         body: bytes = resp.raw.read(decode_content=True)
-    except urllib3.exceptions.ProtocolError as exc:  # the connection closed before Content-Length bytes
+    except urllib3.exceptions.HTTPError as exc:
         resp.close()
-        raise requests.exceptions.ChunkedEncodingError(exc) from exc
-    except urllib3.exceptions.DecodeError as exc:
-        resp.close()
-        raise requests.exceptions.ContentDecodingError(exc) from exc
-    except urllib3.exceptions.ReadTimeoutError as exc:
-        resp.close()
-        raise requests.exceptions.ConnectionError(exc) from exc
-    except urllib3.exceptions.SSLError as exc:
-        resp.close()
-        raise requests.exceptions.SSLError(exc) from exc
+        for raised, as_requests in _BODY_READ_ERRORS:
+            if isinstance(exc, raised):
+                raise as_requests(exc) from exc
+        raise
     return body
+
+
+#: urllib3's errors while reading a body, as `Response.content` turns them into requests' own
+_BODY_READ_ERRORS: tuple[tuple[type[Exception], type[Exception]], ...] = (
+    (urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError),  # closed before the end
+    (urllib3.exceptions.DecodeError, requests.exceptions.ContentDecodingError),
+    (urllib3.exceptions.ReadTimeoutError, requests.exceptions.ConnectionError),
+    (urllib3.exceptions.SSLError, requests.exceptions.SSLError),
+)
 
 
 def _detail(body: bytes) -> str:
