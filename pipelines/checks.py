@@ -29,6 +29,7 @@ from expectations import (
 from expectations.suites import TEXT_COLUMN_NOTE, check_id, data_table
 from expectations.validate import preload_gx
 from transforms.model import FormSchema
+from warehouse.db import lowered_memory_limit
 from warehouse.indicators import compute_indicators
 from warehouse.load import existing_columns
 from warehouse.publish import publish
@@ -204,39 +205,46 @@ def publish_outputs(
 ) -> list[str]:
     """Indicators, Power BI exports and the HTML report for the given forms; returns indicator errors."""
     slugs = [f.slug for f in forms]
-    errors: list[str] = []
-    if settings.indicators_file.exists():
-        definitions: IndicatorSet | None = None
-        try:
-            loaded = load_indicators(settings.indicators_file)
-            # a form that is configured but not in this run is fine; one that is not configured is a typo
-            configured = configured_slugs(settings.forms_dir) | set(slugs)
-            check_forms(loaded, configured, settings.indicators_file)
-            definitions = indicators_for(loaded, set(slugs))
-        except IndicatorConfigError as exc:
-            # a typo in the indicators file must not keep the exports and the report from the data
-            errors.append(f"no indicators computed: {exc}")
-            log.error("indicators not computed (the previous values stay in marts): %s", exc)
-        if definitions is not None:
-            thresholds = {f.slug: f.privacy.small_cell_threshold for f in forms}
-            # every form of the run is replaced, also one without definitions: its indicators were removed
-            result = compute_indicators(
-                con, definitions, small_cell_threshold=thresholds, run_id=run_id, forms=slugs,
-                source=settings.indicators_file,
-            )
-            errors = [str(e) for e in result.errors]
-            for error in errors:
-                log.error("indicator failed: %s", error)
-    else:
+    # all three read the whole warehouse: under a smaller DuckDB cache their memory stays flat in N
+    with lowered_memory_limit(con, settings.duckdb_memory_limit) as memory_limit:
+        errors = _compute_indicators(con, settings, forms, run_id)
+        publish(con, settings.data_dir / "exports", slugs, fmt=settings.export_format, run_id=run_id,
+                memory_limit=memory_limit)
+        report = write_report(con, settings.data_dir / "reports", list(forms), hfc=hfc, schemas=schemas)
+    log.info("published %d form(s) to %s; report %s", len(slugs), settings.data_dir / "exports", report)
+    return errors
+
+
+def _compute_indicators(
+    con: duckdb.DuckDBPyConnection, settings: Settings, forms: Sequence[FormConfig], run_id: str | None
+) -> list[str]:
+    """The forms' indicators into marts (those of other forms stay); returns what failed."""
+    slugs = [f.slug for f in forms]
+    if not settings.indicators_file.exists():
         # a path someone set that is not there is a mistake to show; the default missing is a choice
         explicit = "indicators_file" in settings.model_fields_set
         log.log(logging.WARNING if explicit else logging.INFO,
                 "no indicators file at %s (KOBO_ETL_INDICATORS_FILE): no indicators computed",
                 settings.indicators_file)
-    publish(con, settings.data_dir / "exports", slugs, fmt=settings.export_format, run_id=run_id,
-            memory_limit=settings.duckdb_memory_limit)
-    report = write_report(con, settings.data_dir / "reports", list(forms), hfc=hfc, schemas=schemas)
-    log.info("published %d form(s) to %s; report %s", len(slugs), settings.data_dir / "exports", report)
+        return []
+    try:
+        loaded = load_indicators(settings.indicators_file)
+        # a form that is configured but not in this run is fine; one that is not configured is a typo
+        configured = configured_slugs(settings.forms_dir) | set(slugs)
+        check_forms(loaded, configured, settings.indicators_file)
+    except IndicatorConfigError as exc:
+        # a typo in the indicators file must not keep the exports and the report from the data
+        log.error("indicators not computed (the previous values stay in marts): %s", exc)
+        return [f"no indicators computed: {exc}"]
+    thresholds = {f.slug: f.privacy.small_cell_threshold for f in forms}
+    # every form of the run is replaced, also one without definitions: its indicators were removed
+    result = compute_indicators(
+        con, indicators_for(loaded, set(slugs)), small_cell_threshold=thresholds, run_id=run_id, forms=slugs,
+        source=settings.indicators_file,
+    )
+    errors = [str(e) for e in result.errors]
+    for error in errors:
+        log.error("indicator failed: %s", error)
     return errors
 
 

@@ -49,6 +49,7 @@ from warehouse import (
     get_watermark,
     ids_by_root_uuid,
     load_session,
+    lowered_memory_limit,
     pinned_columns,
     read_manifest,
     remove_pending_privacy,
@@ -508,7 +509,9 @@ def sync_form(
         summary.schema = ctx.schema
         if checks and (len(loaded) or summary.deleted):
             step = "checks"
-            summary.checks_failed, summary.hfc = check_form(con, form, ctx.schema, loaded, summary.run_id)
+            # they read the whole form: under a smaller DuckDB cache their memory stays flat in N
+            with lowered_memory_limit(con, settings.duckdb_memory_limit):
+                summary.checks_failed, summary.hfc = check_form(con, form, ctx.schema, loaded, summary.run_id)
         elif checks:
             # nothing new, edited or deleted: the last checks still describe the data, so they stand
             summary.checks_failed = previous_checks_failed(con, form.slug)
@@ -523,9 +526,10 @@ def sync_form(
         error: Exception = exc
         if isinstance(exc, duckdb.OutOfMemoryException):
             # to be expected on a small machine or a very wide form: name the step and the setting that helps
-            error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit)
+            error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit, halved=step == "checks")
         elif isinstance(exc, EtlError) and isinstance(exc.__cause__, duckdb.OutOfMemoryException):
-            error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit, detail=str(exc))
+            error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit, detail=str(exc),
+                                         halved=step == "checks")
         summary.status = "failed"
         # a bug's message may quote a value (even a raw one, from the privacy step): the class only here;
         # run_sync logs where it happened

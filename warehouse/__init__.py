@@ -1,6 +1,6 @@
 """DuckDB warehouse: form tables from the schema, idempotent upserts, ops and meta tables, label views."""
 
-from warehouse.db import connect
+from warehouse.db import connect, lowered_memory_limit
 from warehouse.errors import WarehouseError, WarehouseLocked, WarehouseOutOfMemory
 from warehouse.load import (
     SchemaChange,
@@ -31,7 +31,8 @@ from warehouse.ops import fail_run, finish_run, remove_pending_privacy, start_ru
 from warehouse.sql import quote_ident, quote_literal
 
 __all__ = [
-    "connect", "WarehouseError", "WarehouseLocked", "WarehouseOutOfMemory", "SchemaChange", "UpsertCounts",
+    "connect", "lowered_memory_limit", "WarehouseError", "WarehouseLocked", "WarehouseOutOfMemory",
+    "SchemaChange", "UpsertCounts",
     "count_submissions",
     "delete_submissions", "ensure_tables", "get_watermark", "SyncState", "get_sync_state", "set_sync_state",
     "set_history_refused", "ids_by_root_uuid",

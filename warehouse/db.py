@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -44,6 +46,51 @@ SETTINGS: dict[str, str | bool] = {
     # a load, 64 MiB every ~64 (500 000 submissions: commits 26 → 14 s of a 62 → 46 s load)
     "checkpoint_threshold": "64MiB",
 }
+
+
+#: the units DuckDB shows its memory limit in (`current_setting('memory_limit')`: "256.0 MiB", "1.3 GiB")
+_UNITS = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
+
+
+def half_memory_limit(shown: str) -> str | None:
+    """Half of a memory limit as DuckDB shows it (`current_setting('memory_limit')`, e.g. "256.0 MiB"), in
+    DuckDB's syntax ("131072KiB"); None if it cannot be read."""
+    number, _, unit = shown.strip().partition(" ")
+    try:
+        size = float(number) * _UNITS[unit.strip().lower()]
+    except (ValueError, KeyError):
+        return None
+    return f"{int(size / 2 / 1024)}KiB"
+
+
+@contextmanager
+def lowered_memory_limit(con: duckdb.DuckDBPyConnection, configured: str | None = None) -> Iterator[str]:
+    """Run a block under half the connection's memory limit, then set its limit again: `configured`
+    (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`) when given, else the one DuckDB reports (it rounds down: 1.5GB shows as
+    1.3 GiB). Yields the limit in force, for code inside that lowers it again for a moment.
+
+    DuckDB's limit is also how much of what it has read or written it keeps: the checks and the outputs,
+    which scan the whole warehouse, would fill it with the warehouse itself (500 000 submissions: ≈ 250 MB
+    in the HFCs, 160 MB more than at 50 000), and a snapshot copy with the rows it has not committed yet.
+    A block read again comes from the system's file cache, no slower (bench/README.md). If the lower limit
+    cannot be set (more than that is in use), the block runs under the usual one.
+    """
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    shown = str(row[0]) if row else ""
+    usual = configured or shown
+    lower = half_memory_limit(shown)
+    if lower is not None:
+        try:
+            con.execute("SET memory_limit = ?", [lower])
+        except duckdb.Error:  # more than that is pinned: nothing was changed
+            lower = None
+    if lower is None:
+        yield usual
+        return
+    try:
+        yield lower
+    finally:
+        con.execute("SET memory_limit = ?", [usual])
 
 
 def apply_settings(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None) -> None:

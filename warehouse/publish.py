@@ -35,6 +35,7 @@ from typing import Any, Literal
 import duckdb
 
 from transforms.model import MAIN_TABLE
+from warehouse.db import lowered_memory_limit
 from warehouse.errors import WarehouseError
 from warehouse.indicators import write_dim_period
 from warehouse.sql import qualified, quote_ident, quote_literal
@@ -53,8 +54,6 @@ LOCATION_KEY = "_location_key"
 _LEFTOVER = re.compile(
     r"^\..+\.[0-9a-f]{32}\.(tmp|old)(\.duckdb(\.wal)?)?$|^\.manifest\.json\.[0-9a-f]{8}\.tmp$"
 )
-#: the units DuckDB shows its memory limit in (`current_setting('memory_limit')`: "256.0 MiB", "1.3 GiB")
-_UNITS = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
 
 
 class PublishError(WarehouseError):
@@ -242,51 +241,25 @@ def _copy_file(con: duckdb.DuckDBPyConnection, path: Path, snap_path: Path) -> b
     return True
 
 
-def snapshot_memory_limit(current: str) -> str | None:
-    """The memory limit to copy the snapshot under: half the warehouse's (`current` as DuckDB shows it,
-    e.g. "256.0 MiB"), None if it cannot be read."""
-    number, _, unit = current.strip().partition(" ")
-    try:
-        size = float(number) * _UNITS[unit.strip().lower()]
-    except (ValueError, KeyError):
-        return None
-    return f"{int(size / 2 / 1024)}KiB"
-
-
 def _copy_database(
     con: duckdb.DuckDBPyConnection, source: str, target: str, memory_limit: str | None
 ) -> None:
-    """`COPY FROM DATABASE` under `snapshot_memory_limit`, then the connection's own limit again
-    (`memory_limit`, else the one DuckDB reports).
+    """`COPY FROM DATABASE` under half the connection's memory limit (`lowered_memory_limit`, which sets
+    `memory_limit` again after), whole again under the usual limit if it does not fit in half.
 
     The copy needs no working memory, but DuckDB keeps the rows it has not committed yet in the buffer pool
     for as long as the pool has room (500 000 submissions: ≈ 200 MB at the warehouse's 256 MiB). A lower
-    limit makes it write them out as it goes: peak −130 MB, ≈ 0.5 s slower. If the lower limit cannot be
-    set (more than that is pinned) or the copy does not fit in it, it runs under the usual limit.
+    limit makes it write them out as it goes: peak −130 MB, ≈ 0.5 s slower.
     """
-    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
-    if row is None:  # a SELECT without FROM always returns one row; this only narrows the type
-        raise PublishError("the warehouse did not report its memory limit")
     copy = f"COPY FROM DATABASE {quote_ident(source)} TO {quote_ident(target)}"
-    usual = memory_limit or row[0]
-    lower = snapshot_memory_limit(row[0])
-    if lower is not None:
-        try:
-            con.execute("SET memory_limit = ?", [lower])
-        except duckdb.Error:  # more than that is pinned
-            lower = None
-    if lower is None:
-        con.execute(copy)
-        return
     try:
-        con.execute(copy)
+        with lowered_memory_limit(con, memory_limit):
+            con.execute(copy)
         return
     except (duckdb.OutOfMemoryException, duckdb.TransactionException):
         # out of memory while copying, or when committing ("could not allocate block"): the failed copy
         # was one statement, nothing of it is left, it can run again
         pass
-    finally:
-        con.execute("SET memory_limit = ?", [usual])
     con.execute(copy)
 
 

@@ -13,7 +13,7 @@ from config import ConfigError, load_settings
 from connectors.demo_server import DemoKoboServer
 from pipelines.run import run_sync
 from warehouse import connect
-from warehouse.publish import snapshot_memory_limit
+from warehouse.db import half_memory_limit, lowered_memory_limit
 
 
 def limit_of(con: duckdb.DuckDBPyConnection) -> str:
@@ -37,11 +37,60 @@ def test_the_setting_is_read_checked_and_applied(tmp_path: Path, monkeypatch: py
         assert limit_of(con) == "512.0 MiB"
 
 
-def test_snapshot_copies_under_half_the_limit() -> None:
-    assert snapshot_memory_limit("256.0 MiB") == "131072KiB"
-    assert snapshot_memory_limit("1.5 GiB") == f"{3 * 2**30 // 4 // 1024}KiB"
-    assert snapshot_memory_limit("512.0 KiB") == "256KiB"
-    assert snapshot_memory_limit("lots") is None and snapshot_memory_limit("12 parsecs") is None
+def test_half_the_limit_as_duckdb_shows_it() -> None:
+    assert half_memory_limit("256.0 MiB") == "131072KiB"
+    assert half_memory_limit("1.5 GiB") == f"{3 * 2**30 // 4 // 1024}KiB"
+    assert half_memory_limit("512.0 KiB") == "256KiB"
+    assert half_memory_limit("lots") is None and half_memory_limit("12 parsecs") is None
+
+
+def test_a_block_runs_under_half_the_limit_and_the_configured_one_is_set_again(tmp_path: Path) -> None:
+    with connect(tmp_path / "w.duckdb", memory_limit="300MiB") as con:
+        with lowered_memory_limit(con, "300MiB") as inside:
+            assert (inside, limit_of(con)) == ("153600KiB", "150.0 MiB")
+            with lowered_memory_limit(con, inside) as deeper:  # publish's snapshot copy, inside the outputs
+                assert (deeper, limit_of(con)) == ("76800KiB", "75.0 MiB")
+            assert limit_of(con) == "150.0 MiB"
+        assert limit_of(con) == "300.0 MiB"
+        with pytest.raises(ZeroDivisionError), lowered_memory_limit(con):  # set back when the block fails
+            assert limit_of(con) == "150.0 MiB"
+            _ = 1 / 0
+        assert limit_of(con) == "300.0 MiB"
+
+
+def test_a_limit_that_cannot_be_lowered_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warehouse.db as db
+
+    monkeypatch.setattr(db, "half_memory_limit", lambda shown: "half of it")  # DuckDB refuses to set this
+    with connect(tmp_path / "w.duckdb") as con, lowered_memory_limit(con, "256MiB") as inside:
+        assert (inside, limit_of(con)) == ("256MiB", "256.0 MiB")
+
+
+def test_checks_and_outputs_run_under_half_the_cap_with_all_of_it_back_between_them(
+    fresh_server: DemoKoboServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They scan the whole warehouse: under the full cap DuckDB would keep it all as its cache
+    (bench/README.md), so their memory would grow with the number of submissions."""
+    import pipelines.checks as checks
+    import pipelines.run as run
+    import pipelines.sync as sync
+
+    seen: list[tuple[str, str]] = []
+
+    def spy(module: object, name: str) -> None:
+        real = getattr(module, name)
+
+        def call(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: object) -> object:
+            seen.append((name, limit_of(con)))
+            return real(con, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    for module, name in ((sync, "check_form"), (run, "publish_outputs"), (checks, "publish")):
+        spy(module, name)
+    result, _ = sync_under(fresh_server, tmp_path / "halved", "64MiB")
+    assert not result.failures
+    assert seen == [("check_form", "32.0 MiB"), ("publish_outputs", "64.0 MiB"), ("publish", "32.0 MiB")]
 
 
 def sync_under(server: DemoKoboServer, root: Path, limit: str):  # noqa: ANN201 — (RunResult, Settings)
@@ -51,22 +100,22 @@ def sync_under(server: DemoKoboServer, root: Path, limit: str):  # noqa: ANN201 
 
 
 @pytest.mark.parametrize(
-    ("limit", "step", "detail", "kept"),
+    ("limit", "step", "share", "detail", "kept"),
     [
         # the submissions were loaded before the checks ran out: they stay, and so does the watermark
-        ("8MiB", "checks", "", 120),
+        ("8MiB", "checks", "; this step runs under half of it", "", 120),
         # the load's own error is kept as the detail; its group of pages was rolled back
-        ("4MiB", "load", ": loading 120 submissions into", 0),
+        ("4MiB", "load", "", ": loading 120 submissions into", 0),
         # nothing loaded yet: the tables exist, the labels could not be written
-        ("2MiB", "setup of the form's tables and labels", ": writing the labels of form", 0),
+        ("2MiB", "setup of the form's tables and labels", "", ": writing the labels of form", 0),
     ],
 )
 def test_out_of_memory_names_the_step_and_the_setting(
-    fresh_server: DemoKoboServer, tmp_path: Path, limit: str, step: str, detail: str, kept: int
+    fresh_server: DemoKoboServer, tmp_path: Path, limit: str, step: str, share: str, detail: str, kept: int
 ) -> None:
     result, settings = sync_under(fresh_server, tmp_path / "small", limit)
     message = result.failures[SLUG]
-    assert message.startswith(f"DuckDB ran out of memory in the {step} (its cap is {limit}){detail}")
+    assert message.startswith(f"DuckDB ran out of memory in the {step} (its cap is {limit}{share}){detail}")
     assert "set KOBO_ETL_DUCKDB_MEMORY_LIMIT higher" in message
     assert result.error_types[SLUG] == "WarehouseOutOfMemory" and result.red
     wh = settings.warehouse_path

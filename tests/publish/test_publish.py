@@ -269,6 +269,7 @@ def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monk
     """A warehouse file the system will not let us copy (Windows may lock it) is copied with COPY FROM
     DATABASE under a lower memory limit; when the copy does not fit in it (1 MiB), it runs again under the
     warehouse's limit, whole, and that limit is back after."""
+    import warehouse.db as db
     import warehouse.publish as publishing
 
     def locked(*args: object, **kwargs: object) -> None:
@@ -276,7 +277,7 @@ def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monk
 
     limit_before = con.execute("SELECT current_setting('memory_limit')").fetchone()
     monkeypatch.setattr(publishing.shutil, "copyfile", locked)
-    monkeypatch.setattr(publishing, "snapshot_memory_limit", lambda current: "1MiB")
+    monkeypatch.setattr(db, "half_memory_limit", lambda shown: "1MiB")
     out = tmp_path / "exports"
     publish(con, out, [FORM])
     assert con.execute("SELECT current_setting('memory_limit')").fetchone() == limit_before
