@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -101,10 +100,12 @@ class HfcResult:
     rows: pa.Table = field(default_factory=HFC_ROWS_SCHEMA.empty_table)
     skipped: bool = False
     note: str = ""
+    #: how many fail when `rows` holds only the first of them (`HfcReport.with_examples_only`)
+    total: int | None = None
 
     @property
     def count(self) -> int:
-        return int(self.rows.num_rows)
+        return int(self.rows.num_rows) if self.total is None else self.total
 
     @property
     def ids(self) -> list[int]:
@@ -113,6 +114,19 @@ class HfcResult:
     @property
     def success(self) -> bool:
         return self.skipped or self.count == 0
+
+
+#: bins of the report's interview-duration histogram
+HISTOGRAM_BINS = 20
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """How many values fall in each of `len(counts)` equal bins from `low` to `high`."""
+
+    low: float
+    high: float
+    counts: list[int]
 
 
 @dataclass
@@ -125,8 +139,8 @@ class HfcReport:
     enumerators: list[dict[str, Any]] = field(default_factory=list)
     missingness: list[dict[str, Any]] = field(default_factory=list)
     versions: list[dict[str, Any]] = field(default_factory=list)
-    #: every interview's duration, sorted, for the report's histogram: packed doubles, one per submission
-    durations_minutes: Sequence[float] = field(default_factory=lambda: array("d"))
+    #: interview durations for the report's histogram, counted per bin by DuckDB (nothing per submission)
+    durations: Histogram | None = None
     per_day: list[tuple[date, int]] = field(default_factory=list)
 
     def check_results(self) -> list[CheckResult]:
@@ -158,8 +172,20 @@ class HfcReport:
         """The same, one check at a time, each made only when asked for: `warehouse.quality.write_dq_run`
         takes them so, and the rows of every check with their rule and column are never in memory at once."""
         for r in self.results:
+            if r.total is not None and r.total != r.rows.num_rows:
+                raise ValueError(f"{self.form}: the failing rows of {r.check} were dropped after writing")
             if r.count:
                 yield to_failed_rows(r.rows, r.check, r.column, r.severity)
+
+    def with_examples_only(self, examples: int) -> HfcReport:
+        """The same report keeping the first `examples` failing submissions of each check and their count:
+        once the rows are in `ops.dq_failed_rows` (where the report reads them), holding them all until
+        the run's report would grow with the number of submissions (≈ 40 bytes per failing one)."""
+        results = [
+            replace(r, rows=r.rows.slice(0, examples), total=r.count) if r.count > examples else r
+            for r in self.results
+        ]
+        return replace(self, results=results)
 
 
 _NUMBER_TYPES = ("BIGINT", "INTEGER", "DOUBLE", "FLOAT", "DECIMAL", "SMALLINT", "HUGEINT", "REAL", "TINYINT",
@@ -309,8 +335,7 @@ def run_hfc(
     res.append(prod)
     dur = cx.duration()
     if dur is not None:
-        sql = f"SELECT CAST({dur} AS DOUBLE) AS d FROM {cx.table} WHERE {dur} >= 0 ORDER BY d"
-        rep.durations_minutes = array("d", query_arrow(con, sql)["d"].to_numpy().tobytes())
+        rep.durations = _histogram(con, f"SELECT CAST({dur} AS DOUBLE) AS v FROM {cx.table} WHERE {dur} >= 0")
     day = (
         cx.local_date("start")
         if cx.has("start")
@@ -324,6 +349,26 @@ def run_hfc(
             ).fetchall()
         ]
     return rep
+
+
+def _histogram(
+    con: duckdb.DuckDBPyConnection, values_sql: str, bins: int = HISTOGRAM_BINS
+) -> Histogram | None:
+    """Counts of `values_sql`'s column `v` in `bins` equal bins from its lowest to its highest value (a
+    single value: one bin wide); None when it has no rows."""
+    low_high = con.execute(f"SELECT min(v), max(v) FROM ({values_sql})").fetchone()
+    if low_high is None or low_high[0] is None:
+        return None
+    low, high = float(low_high[0]), float(low_high[1])
+    high = high if high > low else low + 1
+    step = (high - low) / bins
+    counts = [0] * bins
+    for b, n in con.execute(
+        f"SELECT least(CAST(floor((v - ?) / ?) AS BIGINT), ?) AS b, count(*) FROM ({values_sql}) GROUP BY b",
+        [low, step, bins - 1],
+    ).fetchall():
+        counts[int(b)] = int(n)
+    return Histogram(low, high, counts)
 
 
 def _duration_checks(cx: _Ctx) -> list[HfcResult]:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expectations.hfc import HfcReport, run_hfc
+from expectations.hfc import HfcReport, Histogram, run_hfc
 
 if TYPE_CHECKING:
     import duckdb
@@ -297,17 +297,14 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 
 def svg_histogram(
-    values: Sequence[float], *, bins: int = 20, width: int = 560, height: int = 180, label: str = "minutes"
+    histogram: Histogram | None, *, width: int = 560, height: int = 180, label: str = "minutes"
 ) -> str:
     """An inline SVG histogram (counts per bin only)."""
-    if not values:
+    if histogram is None or not any(histogram.counts):
         return '<p class="note">No data.</p>'
-    lo, hi = min(values), max(values)
-    hi = hi if hi > lo else lo + 1
+    lo, hi, counts = histogram.low, histogram.high, histogram.counts
+    bins = len(counts)
     step = (hi - lo) / bins
-    counts = [0] * bins
-    for v in values:
-        counts[min(int((v - lo) / step), bins - 1)] += 1
     top = max(counts)
     bw = (width - 40) / bins
     bars = []
@@ -520,7 +517,7 @@ def render_form(p: FormPage) -> str:
             )
         else:
             parts.append('<p class="note">No enumerator column in this form.</p>')
-        parts.append("<h2>Interview duration</h2>" + svg_histogram(h.durations_minutes))
+        parts.append("<h2>Interview duration</h2>" + svg_histogram(h.durations))
         parts.append("<h2>Submissions per day</h2>" + svg_trend(h.per_day))
         skipped = [r for r in h.results if r.skipped]
         if skipped:

@@ -120,7 +120,7 @@ def test_hfc_aggregates(hfc):
     assert hfc.rows == 55
     assert {v["version"]: v["submissions"] for v in hfc.versions} == {"vNEW": 53, "vOLD": 2}
     assert sum(n for _, n in hfc.per_day) == 55
-    assert len(hfc.durations_minutes) == 55 and min(hfc.durations_minutes) == pytest.approx(5.0)
+    assert sum(hfc.durations.counts) == 55 and hfc.durations.low == pytest.approx(5.0)
     miss = {m["column"]: m["missing"] for m in hfc.missingness}
     assert miss["consent"] == 1 and miss["needs_other"] == 53
     assert "needs__food" not in miss and "_uuid" not in miss
@@ -225,3 +225,36 @@ def test_dont_know_and_refuse_codes_count_in_decimal_questions_too() -> None:
     (row,) = run_hfc(con, "f").enumerators
     # 3 questions × 4 submissions = 12 answers (consent aside): 3 don't know, 3 refused
     assert (row["dont_know_rate"], row["refuse_rate"]) == (0.25, 0.25)
+
+
+def test_duration_histogram_counts_each_interview_in_its_bin(db, hfc):
+    """DuckDB bins the durations as the report's chart draws them: each bin from `low` by equal steps, the
+    longest interview in the last bin (compared with the same binning done in Python)."""
+    minutes = [
+        float(v)
+        for (v,) in db.execute(
+            f"SELECT (epoch(\"end\") - epoch(start)) / 60.0 FROM {TABLE} WHERE \"end\" >= start"
+        ).fetchall()
+    ]
+    low, high = min(minutes), max(minutes)
+    step = (high - low) / 20
+    expected = [0] * 20
+    for v in minutes:
+        expected[min(int((v - low) / step), 19)] += 1
+    got = hfc.durations
+    assert (got.low, got.high) == (pytest.approx(low), pytest.approx(high))
+    assert got.counts == expected and expected[-1] >= 1 and len(set(expected)) > 2
+
+
+def test_a_report_keeps_only_examples_of_the_failing_rows_once_they_are_written(hfc):
+    """After `ops.dq_failed_rows` has them, the run keeps a few ids per check for the report, and the counts."""
+    by = {r.check: r for r in hfc.results}
+    short = hfc.with_examples_only(2)
+    for r in short.results:
+        assert r.count == by[r.check].count
+        assert r.ids == by[r.check].ids[:2]
+    assert any(r.count > 2 for r in short.results)
+    assert short.check_results() == hfc.check_results()
+    with pytest.raises(ValueError, match="dropped after writing"):
+        list(short.iter_failed_rows())
+    assert sum(t.num_rows for t in hfc.iter_failed_rows()) == sum(r.count for r in hfc.results)
