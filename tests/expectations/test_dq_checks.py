@@ -247,7 +247,7 @@ def test_duration_histogram_counts_each_interview_in_its_bin(db, hfc):
 
 
 def test_a_report_keeps_only_examples_of_the_failing_rows_once_they_are_written(hfc):
-    """After `ops.dq_failed_rows` has them, the run keeps a few ids per check for the report, and the counts."""
+    """Once `ops.dq_failed_rows` has them, a run keeps a few ids per check for the report, and counts."""
     by = {r.check: r for r in hfc.results}
     short = hfc.with_examples_only(2)
     for r in short.results:
