@@ -200,3 +200,27 @@ def test_many_select_multiple_questions_fit_in_the_warehouse_memory(tmp_path) ->
     assert len(results) == 200
     assert {(r.element_count, r.unexpected_count) for r in results.values()} == {(6000, 1)}
     con.close()
+
+
+def test_uniqueness_of_the_loaded_rows_fits_under_a_small_memory_limit(tmp_path) -> None:
+    """Counting duplicate keys among the loaded rows: one query that grouped the keys while joining the rows
+    to the loaded ids held both hash tables at once and ran out of memory (a 2 000 000-submission sync
+    under 128 MiB; here 1 000 000 rows under 56 MiB, where it needed more than 64). Through a temp table,
+    each step spills on its own."""
+    from expectations import SuiteSpec
+
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute(
+        "CREATE TABLE rows_ AS "
+        "SELECT i AS _id, md5(CAST(i % 999997 AS VARCHAR)) AS _uuid FROM range(1000000) t(i)"
+    )
+    con.execute("CREATE TEMP TABLE loaded AS SELECT _id FROM rows_")
+    con.execute("SET threads = 2")  # the hash tables' memory grows with the threads
+    con.execute("SET memory_limit = '56MiB'")
+    spec = ExpectationSpec("unique:_uuid", "expect_column_values_to_be_unique", {"column": "_uuid"})
+    (result,) = validate_table(con, "rows_", SuiteSpec("big", [spec]), ids_table="temp.main.loaded")
+    # ids 0-2 share their key with 999 997-999 999: 6 rows in duplicate groups
+    assert (result.element_count, result.unexpected_count, result.success) == (1_000_000, 6, False)
+    left = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_unique_keys'").fetchone()
+    assert left == (0,)  # the temp table is dropped
+    con.close()
