@@ -94,9 +94,10 @@ def publish(
         run_id: the sync run these data come from; by default the form's last successful run in ops.sync_runs.
         warehouse_path: where the read-only copy goes; default `out_dir/warehouse.duckdb`.
         copy_warehouse: keep the snapshot as the analysts' copy (False: delete it after exporting).
-        memory_limit: the warehouse's memory limit as configured (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`), set again
-            after a snapshot copied with `COPY FROM DATABASE` (`_copy_database`); by default the limit
-            DuckDB reports, which it rounds down (1.5GB shows as 1.3 GiB).
+        memory_limit: the connection's memory limit as written when it was set (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`
+            or what `lowered_memory_limit` yields around the outputs), set again after a snapshot copied
+            with `COPY FROM DATABASE` (`_copy_database`); by default the limit DuckDB reports, which it rounds
+            down (1.5GB shows as 1.3 GiB).
 
     Raises:
         PublishError: a form is not in the warehouse, or writing failed (nothing half-written is left
