@@ -130,3 +130,23 @@ def test_a_larger_cap_then_syncs_and_checks(fresh_server: DemoKoboServer, tmp_pa
     assert query(settings.warehouse_path, f'SELECT count(*) FROM "{SLUG}".submissions') == [(120,)]
     (checks,) = query(settings.warehouse_path, "SELECT count(*) FROM ops.dq_results")[0]
     assert checks > 0
+
+
+def test_a_sync_keeps_only_examples_of_the_hfc_failing_rows_once_written(
+    fresh_server: DemoKoboServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every failing row is in ops.dq_failed_rows, where the report reads them; what the run holds on to for
+    the report is a few ids per check and the count (all of them grew with the number of submissions)."""
+    import pipelines.checks as checks
+
+    monkeypatch.setattr(checks, "MAX_IDS", 3)
+    settings = sync_settings(fresh_server, tmp_path / "examples")
+    result = run_sync(settings, [SLUG], client=fast_client_for(settings), progress=False, alerts=False)
+    (summary,) = result.summaries
+    assert summary.hfc is not None
+    failing = {r.check: r for r in summary.hfc.results if r.count}
+    assert any(r.count > 3 for r in failing.values())
+    sql = "SELECT rule, count(*) FROM ops.dq_failed_rows GROUP BY rule"
+    written = dict(query(settings.warehouse_path, sql))
+    for check, r in failing.items():
+        assert (r.rows.num_rows, written[check]) == (min(r.count, 3), r.count), check
