@@ -167,34 +167,65 @@ def reset_peak() -> None:
 
 
 class WorkerRss(threading.Thread):
-    """Samples the summed RSS of this process's children other than the demo server (the transform worker
-    processes) every 50 ms; `peak_mb` is the highest sum seen, `with_main_mb` adds this process's RSS."""
+    """Samples the transform workers every 50 ms: every process this one started other than the demo server,
+    with their own children (the workers are the forkserver's children, not this process's). `peak_mb` is the
+    highest summed RSS seen (pages a forked worker shares with the forkserver count in both), `pss_mb` the
+    highest summed PSS (each shared page split between its sharers), `with_main_mb` this process's RSS plus
+    their PSS, and `cpu_s` their summed CPU seconds as last sampled."""
 
     def __init__(self, exclude_pid: int | None) -> None:
         super().__init__(daemon=True)
         self.exclude = exclude_pid
         self.peak_mb = 0.0
+        self.pss_mb = 0.0
         self.with_main_mb = 0.0
+        self._cpu: dict[int, float] = {}  # pid → CPU seconds when last seen (a worker's last sample stays)
         self._stop_event = threading.Event()
+        # processes alive before the sync (an earlier sync's forkserver) count only what they use from now on
+        self._cpu0 = {pid: self._cpu_of(pid) for pid in self._descendants()}
 
-    def run(self) -> None:
-        me = os.getpid()
-        while not self._stop_event.wait(0.05):
-            total = 0.0
-            for entry in os.scandir("/proc"):
-                if not entry.name.isdigit() or int(entry.name) == self.exclude:
-                    continue
+    @property
+    def cpu_s(self) -> float:
+        return sum(cpu - self._cpu0.get(pid, 0.0) for pid, cpu in self._cpu.items())
+
+    @staticmethod
+    def _cpu_of(pid: int) -> float:
+        try:
+            return cpu_s(pid)
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def _descendants(self) -> list[int]:
+        parent: dict[int, int] = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
                 try:
                     with open(f"/proc/{entry.name}/stat") as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                    if ppid != me:
-                        continue
-                    with open(f"/proc/{entry.name}/status") as f:
-                        total += next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
+                        parent[int(entry.name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+        found, frontier = [], [os.getpid()]
+        while frontier:
+            kids = [p for p, pp in parent.items() if pp in frontier and p != self.exclude]
+            found += kids
+            frontier = kids
+        return found
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.05):
+            rss = pss = 0.0
+            for pid in self._descendants():
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        rss += next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
+                    with open(f"/proc/{pid}/smaps_rollup") as f:
+                        pss += next(int(x.split()[1]) for x in f if x.startswith("Pss:")) / 1024
+                    self._cpu[pid] = self._cpu_of(pid)
                 except (OSError, StopIteration, ValueError, IndexError):
                     continue
-            self.peak_mb = max(self.peak_mb, total)
-            self.with_main_mb = max(self.with_main_mb, total + rss_mb()[0])
+            self.peak_mb = max(self.peak_mb, rss)
+            self.pss_mb = max(self.pss_mb, pss)
+            self.with_main_mb = max(self.with_main_mb, pss + rss_mb()[0])
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -441,10 +472,12 @@ def run_one_sync(settings: Any, server: ServerProcess, *, checks: bool, concurre
         stages.restore()
         workers_rss.stop()
     wall = time.perf_counter() - t0
-    cpu = {"sync process": cpu_s() - cpu0, "demo server": cpu_s(server.pid) - server_cpu0}
+    cpu = {"sync process": cpu_s() - cpu0, "transform workers": workers_rss.cpu_s,
+           "demo server": cpu_s(server.pid) - server_cpu0}
     stages.peaks["sync (whole)"] = max([rss_mb()[1], *stages.peaks.values()])
     # transform workers are processes of their own: their memory counts too (sampled, so a lower bound)
     stages.peaks["transform workers (sum)"] = workers_rss.peak_mb
+    stages.peaks["transform workers (PSS)"] = workers_rss.pss_mb
     stages.peaks["sync + workers"] = max(stages.peaks["sync (whole)"], workers_rss.with_main_mb)
     requests_n, nbytes, _ = server.since(mark)
     s = result.summaries[0]
