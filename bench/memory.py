@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import shutil
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from run import ServerProcess, prepare, rss_mb, sync_kwargs  # noqa: E402
+from run import ServerProcess, descendants, prepare, pss_mb, rss_mb, sync_kwargs  # noqa: E402
 
 IDLE = "fetch wait / between stages"
 
@@ -47,17 +46,14 @@ def vm_rss_mb(pid: str = "self") -> float:
     return 0.0
 
 
-def children_rss_mb(exclude: int | None) -> float:
-    """Summed RSS of this process's children except `exclude` (the demo server): the transform workers."""
-    me, total = os.getpid(), 0.0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == exclude:
-            continue
+def children_pss_mb(exclude: int | None) -> float:
+    """Summed proportional set size of the processes the sync started except `exclude` (the demo server):
+    the forkserver, the transform workers it forks and the resource tracker."""
+    total = 0.0
+    for pid in descendants(exclude):
         try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
-                    total += vm_rss_mb(entry.name)
-        except (OSError, ValueError, IndexError):
+            total += pss_mb(pid)
+        except (OSError, StopIteration, ValueError, IndexError):
             continue
     return total
 
@@ -68,7 +64,7 @@ class RssSampler:
     def __init__(self, interval_s: float, exclude_pid: int | None = None) -> None:
         self.interval_s = interval_s
         self.exclude_pid = exclude_pid
-        self.workers_mb = 0.0  # the transform workers' summed RSS at the last look
+        self.workers_mb = 0.0  # the transform workers' summed PSS at the last look
         self.with_workers_peak = 0.0  # the highest RSS of this process plus its workers
         self.stack = [IDLE]
         self.page = 0
@@ -86,7 +82,7 @@ class RssSampler:
             rss, stage, page = vm_rss_mb(), self.stack[-1], self.page
             n += 1
             if n % 5 == 0:
-                self.workers_mb = children_rss_mb(self.exclude_pid)
+                self.workers_mb = children_pss_mb(self.exclude_pid)
                 try:  # DuckDB's own accounting, from its own cursor (closed with the sync's connection)
                     self.duckdb_mb = duckdb_mb(self.cursor) if self.cursor is not None else 0.0
                 except Exception:  # noqa: BLE001 — a sample lost at the end of the run

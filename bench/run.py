@@ -166,6 +166,31 @@ def reset_peak() -> None:
         pass
 
 
+def descendants(exclude: int | None) -> list[int]:
+    """Every process this one started and their children, except `exclude` (the demo server) and its own: the
+    transform workers are the forkserver's children, not this process's."""
+    parent: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    parent[int(entry.name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: list[int] = []
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier and p != exclude}
+        found += frontier
+    return found
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of process `pid` in MB: each page it shares counted for its share only."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("Pss:")) / 1024
+
+
 class WorkerRss(threading.Thread):
     """Samples the transform workers every 50 ms: every process this one started other than the demo server,
     with their own children (the workers are the forkserver's children, not this process's). `peak_mb` is the
@@ -182,7 +207,7 @@ class WorkerRss(threading.Thread):
         self._cpu: dict[int, float] = {}  # pid → CPU seconds when last seen (a worker's last sample stays)
         self._stop_event = threading.Event()
         # processes alive before the sync (an earlier sync's forkserver) count only what they use from now on
-        self._cpu0 = {pid: self._cpu_of(pid) for pid in self._descendants()}
+        self._cpu0 = {pid: self._cpu_of(pid) for pid in descendants(self.exclude)}
 
     @property
     def cpu_s(self) -> float:
@@ -195,31 +220,14 @@ class WorkerRss(threading.Thread):
         except (OSError, ValueError, IndexError):
             return 0.0
 
-    def _descendants(self) -> list[int]:
-        parent: dict[int, int] = {}
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    with open(f"/proc/{entry.name}/stat") as f:
-                        parent[int(entry.name)] = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-        found, frontier = [], [os.getpid()]
-        while frontier:
-            kids = [p for p, pp in parent.items() if pp in frontier and p != self.exclude]
-            found += kids
-            frontier = kids
-        return found
-
     def run(self) -> None:
         while not self._stop_event.wait(0.05):
             rss = pss = 0.0
-            for pid in self._descendants():
+            for pid in descendants(self.exclude):
                 try:
                     with open(f"/proc/{pid}/status") as f:
                         rss += next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
-                    with open(f"/proc/{pid}/smaps_rollup") as f:
-                        pss += next(int(x.split()[1]) for x in f if x.startswith("Pss:")) / 1024
+                    pss += pss_mb(pid)
                     self._cpu[pid] = self._cpu_of(pid)
                 except (OSError, StopIteration, ValueError, IndexError):
                     continue

@@ -15,7 +15,7 @@ assert _spec is not None and _spec.loader is not None
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
-# the grandchild holds 120 MB and burns CPU; the child only waits for it, as a forkserver waits for its workers
+# the grandchild holds 120 MB and burns CPU; the child waits for it, as a forkserver waits for its workers
 _GRANDCHILD = (
     "import time\n"
     "block = bytearray(120 * 1024 * 1024)\n"
@@ -42,7 +42,7 @@ def test_the_sampler_counts_the_workers_of_a_forkserver() -> None:
         time.sleep(0.5)
         sampler.stop()
     finally:
-        for proc in bench.WorkerRss(exclude_pid=None)._descendants():
+        for proc in bench.descendants(None):
             subprocess.run(["kill", str(proc)], check=False)
         child.wait(timeout=10)
     assert sampler.peak_mb >= 120  # the grandchild's 120 MB: the child alone is a bare interpreter
