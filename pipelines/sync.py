@@ -28,6 +28,7 @@ from connectors import (
 )
 from expectations import HfcReport
 from expectations.structure import check_batch_structure
+from expectations.validate import preload_gx
 from pipelines.checks import LoadedIds, check_form, previous_checks_failed
 from pipelines.forms import fetch_versions
 from pipelines.workers import start_early, transform_pages
@@ -191,12 +192,14 @@ def load_pages(
     loaded: LoadedIds,
     on_page: Callable[[SubmissionPage], None] | None = None,
     new_only: bool = False,
+    on_transformed: Callable[[], None] | None = None,
 ) -> None:
     """Privacy → flatten → upsert; data and watermark move together (in a `load_session`: a few pages per
     transaction). `new_only`: the pages hold only ids not stored yet (see `upsert_batch`).
 
     `on_page` (e.g. a `pipelines.progress.SyncProgress`) is called after each page is loaded; it then
-    reports the page, so the per-page log line drops to DEBUG.
+    reports the page, so the per-page log line drops to DEBUG. `on_transformed` is called once the last page
+    is transformed, before the last pages are written, if any page held submissions.
 
     The ids loaded go to `loaded` (a DuckDB temp table: a Python list would grow with N).
     """
@@ -260,6 +263,8 @@ def load_pages(
             if first or len(group) >= PAGES_PER_LOAD:
                 load_group()
                 first = False
+        if on_transformed is not None and (group or summary.fetched):
+            on_transformed()
     finally:
         # a failed fetch or a page that stopped the load: the whole pages before it are kept
         if group:
@@ -493,8 +498,10 @@ def sync_form(
         # no stored row is above the watermark (it moves with the data), so these pages need no deletes
         new_only = watermark is not None or count_submissions(con, form.slug) == 0
         with load_session(con):
+            # GX's import (≈ 3 s of CPU) starts when the transform no longer needs the cores, so that it
+            # overlaps the last inserts and the checkpoint, not only the HFCs
             load_pages(con, ctx, pages, summary, advance_watermark=True, loaded=loaded, on_page=progress,
-                       new_only=new_only)
+                       new_only=new_only, on_transformed=preload_gx if checks else None)
             if watermark is None and not full:
                 # a first load reads every submission, as a sweep does: the next run may use the history
                 set_sync_state(con, form.slug, polled_at=as_of, swept_at=as_of)

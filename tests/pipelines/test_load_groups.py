@@ -11,7 +11,7 @@ from config import DEMO_PSEUDONYMISATION_KEY, load_form_configs
 from connectors.demo_server import DemoKoboServer
 from pipelines.checks import LoadedIds
 from pipelines.sync import PAGES_PER_LOAD, SyncSummary, load_form_context, load_pages
-from warehouse import connect
+from warehouse import connect, ensure_tables
 from warehouse.load import load_session
 
 
@@ -53,3 +53,31 @@ def test_an_id_in_two_pages_of_one_group_keeps_the_later_page(
                  "WHERE _id = ?", [edited])
     assert rows == [(1, 11)]
     assert query(settings.warehouse_path, f'SELECT count(*) FROM "{SLUG}".submissions') == [(120,)]
+
+
+def test_the_end_of_the_transform_is_announced_before_the_last_group_is_written(
+    fresh_server: DemoKoboServer, tmp_path: Path
+) -> None:
+    """A sync starts GX's import there (`on_transformed`): the cores are free of the transform by then."""
+    settings = sync_settings(fresh_server, tmp_path / "wh")
+    client = fast_client(fresh_server)
+    pages = list(client.iter_submission_pages(fresh_server.household_uid, page_size=5))[:3]
+    (form,) = load_form_configs(settings.forms_dir, [SLUG])
+    con = connect(settings.warehouse_path)
+    try:
+        ctx = load_form_context(client, form, DEMO_PSEUDONYMISATION_KEY.encode(), tmp_path / "cache")
+        ensure_tables(con, ctx.schema)
+        calls: list[int] = []
+        for given, expected in ((pages, [5]), ([], [])):
+            calls.clear()
+            summary = SyncSummary(form=SLUG, run_id="end-test")
+            loaded = LoadedIds(con, SLUG)
+            with load_session(con):
+                load_pages(con, ctx, given, summary, advance_watermark=False, loaded=loaded,
+                           on_transformed=lambda s=summary: calls.append(s.fetched))
+            # once, when only the first page (alone in its group) was written; never for no submissions
+            assert calls == expected
+            assert summary.fetched == 5 * len(given)
+            loaded.close()
+    finally:
+        con.close()
