@@ -81,8 +81,9 @@ class RssSampler:
         while not self._stop.wait(self.interval_s):
             rss, stage, page = vm_rss_mb(), self.stack[-1], self.page
             n += 1
-            if n % 5 == 0:
+            if n % 35 == 1:  # ≈ 0.5 s: the kernel walks each worker's page tables for its PSS (≈ 3 ms each)
                 self.workers_mb = children_pss_mb(self.exclude_pid)
+            if n % 5 == 0:
                 try:  # DuckDB's own accounting, from its own cursor (closed with the sync's connection)
                     self.duckdb_mb = duckdb_mb(self.cursor) if self.cursor is not None else 0.0
                 except Exception:  # noqa: BLE001 — a sample lost at the end of the run
