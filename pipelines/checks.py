@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
-from itertools import chain
 from pathlib import Path
 
 import duckdb
@@ -68,6 +68,37 @@ class LoadedIds:
         self._con.execute(f"DROP TABLE IF EXISTS {self.table}")
 
 
+class FailedRows:
+    """A checks run's failing rows, put in a DuckDB temp table as each check finds them and copied into
+    `ops.dq_failed_rows` by `write_dq_run`: held in Python until then, they grew with N (≈ 0.8 per submission
+    in the demo data, ≈ 40 bytes each: ≈ 64 MB at 2 000 000 while GX ran)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, slug: str) -> None:
+        self._con = con
+        self.table = "temp.main." + quote_ident(f"_dq_failed_rows_{slug}")
+        columns = ", ".join(f"{quote_ident(f.name)} {_DUCKDB_TYPES[f.type]}" for f in FAILED_ROWS_SCHEMA)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {self.table} ({columns})")
+
+    def add(self, rows: pa.Table) -> None:
+        """Add failing rows with the columns of `FAILED_ROWS_SCHEMA`."""
+        if not rows.num_rows:
+            return
+        view = f"_dq_failed_in_{uuid.uuid4().hex}"
+        names = ", ".join(quote_ident(n) for n in FAILED_ROWS_SCHEMA.names)
+        self._con.complete()  # DuckDB 2 registers nothing while a result is unread
+        self._con.register(view, rows.select(FAILED_ROWS_SCHEMA.names))
+        try:
+            self._con.execute(f"INSERT INTO {self.table} ({names}) SELECT {names} FROM {view}")
+        finally:
+            self._con.unregister(view)
+
+    def close(self) -> None:
+        self._con.execute(f"DROP TABLE IF EXISTS {self.table}")
+
+
+_DUCKDB_TYPES = {pa.int64(): "BIGINT", pa.string(): "VARCHAR"}
+
+
 def check_form(
     con: duckdb.DuckDBPyConnection,
     form: FormConfig,
@@ -82,11 +113,36 @@ def check_form(
     Repeat tables are checked on their rows that belong to the loaded submissions; their failing rows
     carry the submission `_id` (flagged like any other) and the repeat row's `_key`.
     """
-    slug = form.slug
-    table = qualified(slug, "submissions")
     if len(loaded):
         preload_gx()  # ≈ 3 s of import, overlapped with the HFCs' DuckDB queries below
-    hfc = run_hfc(con, slug, schema=schema, quality=form.quality)
+    hfc = run_hfc(con, form.slug, schema=schema, quality=form.quality)
+    failing = FailedRows(con, form.slug)
+    try:
+        for part in hfc.iter_failed_rows():
+            failing.add(part)
+        # the rows are in DuckDB now: while GX runs the report keeps examples and counts, nothing per
+        # submission (the report reads its ids from ops.dq_failed_rows anyway)
+        hfc = hfc.with_examples_only(MAX_IDS)
+        errors = _run_checks(con, form, schema, loaded, run_id, hfc, failing, chunk_rows)
+    finally:
+        failing.close()
+    return errors, hfc
+
+
+def _run_checks(
+    con: duckdb.DuckDBPyConnection,
+    form: FormConfig,
+    schema: FormSchema,
+    loaded: LoadedIds,
+    run_id: str,
+    hfc: HfcReport,
+    failing: FailedRows,
+    chunk_rows: int | None,
+) -> int:
+    """GX on the loaded rows and the form's earlier failures; records the run (with the HFCs' results and
+    the failing rows in `failing`), flags the rows, scores the disclosure risk; returns the failed errors."""
+    slug = form.slug
+    table = qualified(slug, "submissions")
     form_suite = build_suite(schema)
     suite = suite_for_stored_types(form_suite, existing_columns(con, slug))
     kept = set(suite.ids())
@@ -102,13 +158,12 @@ def check_form(
             hfc.results.append(HfcResult(check, title, "error", q.column, 0, skipped=True,
                                          note=f"{q.column}: {TEXT_COLUMN_NOTE}"))
     results: list[CheckResult] = []
-    failed: list[pa.Table] = []  # Arrow from the queries to ops.dq_failed_rows: no Python object per row
     if len(loaded):
         expected = [c.name for c in schema.main.columns]
         results = validate_table(
             con, table, suite, ids_table=loaded.table, expected_columns=expected, chunk_rows=chunk_rows
         )
-        failed.append(failed_rows(con, table, suite, results, ids_table=loaded.table))
+        failing.add(failed_rows(con, table, suite, results, ids_table=loaded.table))
         for name in suite.tables()[1:]:
             if name not in schema.tables:
                 continue  # a check from the per-form YAML on a table the form does not have
@@ -118,18 +173,17 @@ def check_form(
                 expected_columns=[c.name for c in schema.tables[name].columns],
             )
             results += rep_results
-            failed.append(failed_rows(
+            failing.add(failed_rows(
                 con, rep_table, suite, rep_results, ids_table=loaded.table, repeat=name,
                 submissions_table=table,
             ))
     # the form's rules ran on this sync's rows only: failures found earlier on rows not loaded again stand
     results, carried = _with_earlier_failures(con, slug, suite, results, loaded)
-    failed.append(carried)
-    # the HFCs' rows go in one check at a time: most failing rows are theirs (≈ 0.8 per submission in the
-    # demo data), and all of them at once with their rule and column were ≈ 35 MB at 500 000 submissions
+    failing.add(carried)
+    del carried
     run = write_dq_run(
-        con, slug, results + hfc.check_results(), chain(failed, hfc.iter_failed_rows()),
-        rows_checked=loaded.count(), run_id=run_id,
+        con, slug, results + hfc.check_results(), rows_checked=loaded.count(), run_id=run_id,
+        failed_rows_table=failing.table,
     )
     flag_rows(con, slug, run["run_id"])
     risk = disclosure_risk(con, slug, "submissions", form.privacy.quasi_identifiers, form.privacy)
@@ -138,8 +192,7 @@ def check_form(
         "%s: %s error and %s warning checks failed; disclosure risk %s",
         slug, run["errors_failed"], run["warnings_failed"], risk.light,
     )
-    # the failing rows are in ops.dq_failed_rows now, where the report reads them
-    return int(run["errors_failed"]), hfc.with_examples_only(MAX_IDS)
+    return int(run["errors_failed"])
 
 
 def _with_earlier_failures(

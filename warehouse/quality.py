@@ -60,6 +60,7 @@ def write_dq_run(
     rows_checked: int | None = None,
     run_id: str | None = None,
     started: datetime | None = None,
+    failed_rows_table: str | None = None,
 ) -> dict[str, Any]:
     """Record one form's checks: a run row, one result row per check, one row per failing submission.
 
@@ -73,6 +74,8 @@ def write_dq_run(
             next is made, so the run's failures are never all in memory at once (≈ 0.8 failing rows per
             submission in the demo data, most from the HFCs).
         rows_checked: how many submissions were checked.
+        failed_rows_table: a table (e.g. a temp table the checks filled as they ran) whose rows, with the
+            columns of `failed_rows`, are failing rows too: copied within DuckDB, none of them in Python.
 
     Returns:
         The run row as a dict (`run_id`, `success`, `errors_failed`, `warnings_failed`, ...). `success` is
@@ -121,6 +124,13 @@ def write_dq_run(
         for part in parts:
             _insert_failed_rows(con, run_id, form, part)
             del part  # the next part is made only now: one at a time in memory
+        if failed_rows_table is not None:
+            cols = ", ".join(quote_ident(n) for n in _FAILED_COLUMNS)
+            values = ", ".join(quote_ident(n) for n in _FAILED_COLUMNS[2:])
+            con.execute(
+                f"INSERT INTO ops.dq_failed_rows ({cols}) SELECT ?, ?, {values} FROM {failed_rows_table}",
+                [run_id, form],
+            )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

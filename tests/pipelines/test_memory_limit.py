@@ -150,3 +150,45 @@ def test_a_sync_keeps_only_examples_of_the_hfc_failing_rows_once_written(
     written = dict(query(settings.warehouse_path, sql))
     for check, r in failing.items():
         assert (r.rows.num_rows, written[check]) == (min(r.count, 3), r.count), check
+
+
+def test_the_hfc_failing_rows_are_let_go_before_gx_runs(
+    fresh_server: DemoKoboServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They wait for `write_dq_run` in a DuckDB temp table, not in Python: while GX runs (the checks' peak),
+    the HFCs' full report is gone and only its examples are held; every failing row is still written."""
+    import weakref
+
+    import pipelines.checks as checks
+
+    reports: list[weakref.ref] = []
+    alive_during_gx: list[bool] = []
+    run_hfc, validate_table = checks.run_hfc, checks.validate_table
+
+    def spy_hfc(*args, **kwargs):
+        report = run_hfc(*args, **kwargs)
+        reports.append(weakref.ref(report))
+        return report
+
+    def spy_gx(*args, **kwargs):
+        alive_during_gx.append(reports[-1]() is not None)
+        return validate_table(*args, **kwargs)
+
+    monkeypatch.setattr(checks, "MAX_IDS", 3)
+    monkeypatch.setattr(checks, "run_hfc", spy_hfc)
+    monkeypatch.setattr(checks, "validate_table", spy_gx)
+    settings = sync_settings(fresh_server, tmp_path / "released")
+    result = run_sync(settings, [SLUG], client=fast_client_for(settings), progress=False, alerts=False)
+    (summary,) = result.summaries
+    assert summary.hfc is not None and alive_during_gx and not any(alive_during_gx)
+    held = {r.check: r.rows.num_rows for r in summary.hfc.results if r.count}
+    assert held and max(held.values()) <= 3
+    wh = settings.warehouse_path
+    written = dict(query(wh, "SELECT rule, count(*) FROM ops.dq_failed_rows GROUP BY rule"))
+    assert {c: written[c] for c in held} == {r.check: r.count for r in summary.hfc.results if r.count}
+    # the GX rules' failing rows went through the same table: the run's own (`_id` of this form) are there
+    gx = query(wh, "SELECT count(*) FROM ops.dq_failed_rows f JOIN ops.dq_results r "
+               "ON f.run_id = r.run_id AND f.rule = r.\"check\" WHERE r.kind = 'gx'")
+    failed_gx = query(wh, "SELECT coalesce(sum(unexpected_count), 0) FROM ops.dq_results "
+                      "WHERE kind = 'gx' AND NOT success")
+    assert gx[0][0] > 0 and gx == failed_gx
