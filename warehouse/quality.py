@@ -1,8 +1,8 @@
 """The data-quality tables (`ops.dq_runs`, `ops.dq_results`, `ops.dq_failed_rows`) and `_dq_status` on rows.
 
 The warehouse sits below `expectations`, so check results arrive as plain mappings or any object with the
-same attribute names (e.g. `expectations.CheckResult`), and failing rows as an Arrow table with the columns
-of `expectations.validate.FAILED_ROWS_SCHEMA`: counts, ids and pseudonyms only.
+same attribute names (e.g. `expectations.CheckResult`), and failing rows as an Arrow table or a DuckDB table
+with the columns of `expectations.validate.FAILED_ROWS_SCHEMA`: counts, ids and pseudonyms only.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def write_dq_run(
     con: duckdb.DuckDBPyConnection,
     form: str,
     results: Iterable[Any],
-    failed_rows: pa.Table | Iterable[pa.Table] | None = None,
+    failed_rows: pa.Table | None = None,
     *,
     rows_checked: int | None = None,
     run_id: str | None = None,
@@ -69,13 +69,11 @@ def write_dq_run(
             `unexpected_count`, `unexpected_percent`, `description`.
         failed_rows: an Arrow table with `submission_id`, `rule`, `severity` and, when known, `column`,
             `enumerator` and `row_key` (the repeat row's `_key`, for a check on a repeat table); a missing
-            column is NULL. It goes into DuckDB as it is: no Python object per row. Or several such tables
-            (an iterable, e.g. one per check, made as it is read): each is inserted and let go before the
-            next is made, so the run's failures are never all in memory at once (≈ 0.8 failing rows per
-            submission in the demo data, most from the HFCs).
+            column is NULL. It goes into DuckDB as it is: no Python object per row.
         rows_checked: how many submissions were checked.
-        failed_rows_table: a table (e.g. a temp table the checks filled as they ran) whose rows, with the
-            columns of `failed_rows`, are failing rows too: copied within DuckDB, none of them in Python.
+        failed_rows_table: a table (e.g. a temp table the checks filled as they ran) whose rows, with all the
+            columns of `failed_rows`, are failing rows too: copied within DuckDB, none of them in Python (a
+            sync's run has ≈ 0.8 per submission in the demo data, most from the HFCs).
 
     Returns:
         The run row as a dict (`run_id`, `success`, `errors_failed`, `warnings_failed`, ...). `success` is
@@ -120,10 +118,8 @@ def write_dq_run(
         con.execute("INSERT INTO ops.dq_runs VALUES (?, ?, ?, ?, ?, ?, ?)", list(run.values()))
         if res_rows:
             con.executemany("INSERT INTO ops.dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", res_rows)
-        parts = [failed_rows] if isinstance(failed_rows, pa.Table) else failed_rows or []
-        for part in parts:
-            _insert_failed_rows(con, run_id, form, part)
-            del part  # the next part is made only now: one at a time in memory
+        if failed_rows is not None:
+            _insert_failed_rows(con, run_id, form, failed_rows)
         if failed_rows_table is not None:
             cols = ", ".join(quote_ident(n) for n in _FAILED_COLUMNS)
             values = ", ".join(quote_ident(n) for n in _FAILED_COLUMNS[2:])

@@ -160,30 +160,24 @@ def test_row_key_column_is_added_to_an_older_failed_rows_table(db):
     assert db.execute("SELECT submission_id, row_key FROM ops.dq_failed_rows").fetchall() == [(7, None)]
 
 
-def test_failed_rows_can_come_one_check_at_a_time_and_a_failure_midway_writes_nothing(db):
-    """`write_dq_run` takes the failing rows as several tables (one per check, made while it reads them);
-    each is inserted before the next is made, all in the run's one transaction."""
-    made: list[str] = []
-
-    def per_check(fail_at: str | None = None):
-        for rule, ids, key in (("hfc:a", [1, 2], None), ("between:members.age", [2], "2/members[1]")):
-            if rule == fail_at:
-                raise RuntimeError("a check's rows could not be read")
-            made.append(rule)
-            rows = {"submission_id": ids, "rule": [rule] * len(ids), "severity": ["warning"] * len(ids)}
-            if key is not None:
-                rows["row_key"] = [key] * len(ids)
-            yield pa.table(rows)
-
-    run = write_dq_run(db, "hh", [], per_check(), run_id="r1")
-    assert run["run_id"] == "r1" and made == ["hfc:a", "between:members.age"]
+def test_failed_rows_can_come_from_a_table_and_a_failure_writes_nothing(db):
+    """`write_dq_run` copies the rows of a table the checks filled (a sync's temp table) within DuckDB, beside
+    the ones given as Arrow, all in the run's one transaction."""
+    db.execute('CREATE TEMP TABLE found (submission_id BIGINT, rule VARCHAR, "column" VARCHAR, '
+               "severity VARCHAR, enumerator VARCHAR, row_key VARCHAR)")
+    db.execute("INSERT INTO found VALUES (1, 'hfc:a', NULL, 'warning', 'e1', NULL), "
+               "(2, 'between:members.age', 'age', 'error', NULL, '2/members[1]')")
+    extra = pa.table({"submission_id": [3], "rule": ["not_null:_id"], "severity": ["error"]})
+    run = write_dq_run(db, "hh", [], extra, run_id="r1", failed_rows_table="found")
+    assert run["run_id"] == "r1"
     assert db.execute(
-        "SELECT rule, submission_id, row_key, \"column\" FROM ops.dq_failed_rows WHERE run_id = 'r1' "
-        "ORDER BY ALL"
-    ).fetchall() == [("between:members.age", 2, "2/members[1]", None), ("hfc:a", 1, None, None),
-                     ("hfc:a", 2, None, None)]
-    with pytest.raises(RuntimeError):
-        write_dq_run(db, "hh", [], per_check(fail_at="between:members.age"), run_id="r2")
+        "SELECT rule, submission_id, row_key, \"column\", enumerator FROM ops.dq_failed_rows "
+        "WHERE run_id = 'r1' ORDER BY ALL"
+    ).fetchall() == [("between:members.age", 2, "2/members[1]", "age", None), ("hfc:a", 1, None, None, "e1"),
+                     ("not_null:_id", 3, None, None, None)]
+    db.execute("INSERT INTO found VALUES (NULL, 'hfc:b', NULL, 'warning', NULL, NULL)")  # no submission
+    with pytest.raises(duckdb.ConstraintException):
+        write_dq_run(db, "hh", [], extra, run_id="r2", failed_rows_table="found")
     assert db.execute("SELECT count(*) FROM ops.dq_runs WHERE run_id = 'r2'").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM ops.dq_failed_rows WHERE run_id = 'r2'").fetchone() == (0,)
 
