@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from warehouse.db import lowered_memory_limit
 from warehouse.indicators import compute_indicators
 from warehouse.load import existing_columns
 from warehouse.publish import publish
-from warehouse.quality import earlier_failures, ensure_quality_tables, flag_rows, write_dq_run
+from warehouse.quality import FailedRows, earlier_failures, ensure_quality_tables, flag_rows, write_dq_run
 from warehouse.risk import disclosure_risk, write_disclosure_risk
 from warehouse.sql import qualified, quote_ident
 
@@ -66,37 +65,6 @@ class LoadedIds:
 
     def close(self) -> None:
         self._con.execute(f"DROP TABLE IF EXISTS {self.table}")
-
-
-class FailedRows:
-    """A checks run's failing rows, put in a DuckDB temp table as each check finds them and copied into
-    `ops.dq_failed_rows` by `write_dq_run`: held in Python until then, they grew with N (≈ 0.8 per submission
-    in the demo data, ≈ 40 bytes each: ≈ 64 MB at 2 000 000 while GX ran)."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, slug: str) -> None:
-        self._con = con
-        self.table = "temp.main." + quote_ident(f"_dq_failed_rows_{slug}")
-        columns = ", ".join(f"{quote_ident(f.name)} {_DUCKDB_TYPES[f.type]}" for f in FAILED_ROWS_SCHEMA)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {self.table} ({columns})")
-
-    def add(self, rows: pa.Table) -> None:
-        """Add failing rows with the columns of `FAILED_ROWS_SCHEMA`."""
-        if not rows.num_rows:
-            return
-        view = f"_dq_failed_in_{uuid.uuid4().hex}"
-        names = ", ".join(quote_ident(n) for n in FAILED_ROWS_SCHEMA.names)
-        self._con.complete()  # DuckDB 2 registers nothing while a result is unread
-        self._con.register(view, rows.select(FAILED_ROWS_SCHEMA.names))
-        try:
-            self._con.execute(f"INSERT INTO {self.table} ({names}) SELECT {names} FROM {view}")
-        finally:
-            self._con.unregister(view)
-
-    def close(self) -> None:
-        self._con.execute(f"DROP TABLE IF EXISTS {self.table}")
-
-
-_DUCKDB_TYPES = {pa.int64(): "BIGINT", pa.string(): "VARCHAR"}
 
 
 def check_form(
