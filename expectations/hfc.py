@@ -169,8 +169,9 @@ class HfcReport:
         return pa.concat_tables([FAILED_ROWS_SCHEMA.empty_table(), *self.iter_failed_rows()])
 
     def iter_failed_rows(self) -> Iterator[pa.Table]:
-        """The same, one check at a time, each made only when asked for: `warehouse.quality.write_dq_run`
-        takes them so, and the rows of every check with their rule and column are never in memory at once."""
+        """The same, one check at a time, each made only when asked for (a sync puts each into its
+        `warehouse.quality.FailedRows` table): the rows of every check with their rule and column are never
+        in memory at once."""
         for r in self.results:
             if r.total is not None and r.total != r.rows.num_rows:
                 raise ValueError(f"{self.form}: the failing rows of {r.check} were dropped after writing")
@@ -179,8 +180,9 @@ class HfcReport:
 
     def with_examples_only(self, examples: int) -> HfcReport:
         """The same report keeping the first `examples` failing submissions of each check and their count:
-        once the rows are in `ops.dq_failed_rows` (where the report reads them), holding them all until
-        the run's report would grow with the number of submissions (≈ 40 bytes per failing one)."""
+        once the rows are written (a sync's `FailedRows` table, then `ops.dq_failed_rows`, where the report
+        reads them), holding them all until the run's report would grow with the number of submissions
+        (≈ 40 bytes per failing one)."""
         results = [
             replace(r, rows=r.rows.slice(0, examples), total=r.count) if r.count > examples else r
             for r in self.results
