@@ -153,8 +153,9 @@ def preload_gx() -> None:
     """Start importing GX (≈ 3 s of CPU) in a background thread, to overlap DuckDB work done meanwhile.
 
     Call it as soon as a sync knows it will validate; the first `validate_*` call waits for the import.
+    A second call while the import runs starts nothing (a sync calls it after its load and in its checks).
     """
-    if not _GX:
+    if not _GX and not _GX_LOCK.locked():
         threading.Thread(target=_preload, name="gx-import", daemon=True).start()
 
 
