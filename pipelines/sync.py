@@ -499,7 +499,7 @@ def sync_form(
         new_only = watermark is not None or count_submissions(con, form.slug) == 0
         with load_session(con):
             # GX's import (≈ 3 s of CPU) starts when the transform no longer needs the cores, so that it
-            # overlaps the last inserts and the checkpoint, not only the HFCs
+            # overlaps the last inserts and the end-of-run count, not only the HFCs
             load_pages(con, ctx, pages, summary, advance_watermark=True, loaded=loaded, on_page=progress,
                        new_only=new_only, on_transformed=preload_gx if checks else None)
             if watermark is None and not full:
