@@ -84,7 +84,13 @@ def test_rows_walked_and_rows_read_in_columns_mix_in_one_page(household) -> None
     subs[4]["not_in_the_form"] = "x"  # an unknown key: this row is walked, the others are read in columns
     subs[5]["members"][1]["household/hh_size"] = "4"  # an answer outside its repeat
     subs[6]["household/income"] = ""  # KoBo's empty answer
+    # in one repeat: an item that is not an object, then instances of key orders already seen plain
+    many = next(s for s in subs[8:] if len(s.get("members", [])) >= 2)
+    many["members"].insert(1, "not an instance")
     batch = _same(subs, schema)
+    rows = [r for r in batch.tables["members"].to_pylist() if r["_submission_id"] == many["_id"]]
+    assert [r["_position"] for r in rows] == [1, *range(3, len(many["members"]) + 1)]
+    assert rows[-1]["_key"] == f"{many['_id']}/members[{len(many['members'])}]"
     assert batch.unknown_keys == {"not_in_the_form": 1}
     assert [q.reason for q in batch.quarantine if q.submission_id == subs[5]["_id"]] == [
         "answer found outside its repeat"
