@@ -135,7 +135,7 @@ def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] 
 
 
 def _gx() -> tuple[Any, Any, Any]:
-    """GX's module, expectations module and a cached ephemeral context (imported on first use: ~3 s)."""
+    """GX's module, expectations module and a cached ephemeral context (imported on first use: ≈ 2 s)."""
     with _GX_LOCK:  # `preload_gx` may be importing it in the background right now
         if not _GX:
             os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -176,7 +176,7 @@ def _import_on_first_use(name: str) -> None:
 
 
 def preload_gx() -> None:
-    """Start importing GX (≈ 3 s of CPU) in a background thread, to overlap DuckDB work done meanwhile.
+    """Start importing GX (≈ 2 s of CPU) in a background thread, to overlap DuckDB work done meanwhile.
 
     Call it as soon as a sync knows it will validate; the first `validate_*` call waits for the import.
     A second call while the import runs starts nothing (a sync calls it after its load and in its checks).

@@ -82,7 +82,7 @@ def check_form(
     carry the submission `_id` (flagged like any other) and the repeat row's `_key`.
     """
     if len(loaded):
-        preload_gx()  # ≈ 3 s of import, overlapped with the HFCs' DuckDB queries below
+        preload_gx()  # ≈ 2 s of import, overlapped with the HFCs' DuckDB queries below
     hfc = run_hfc(con, form.slug, schema=schema, quality=form.quality)
     failing = FailedRows(con, form.slug)
     try:

@@ -498,7 +498,7 @@ def sync_form(
         # no stored row is above the watermark (it moves with the data), so these pages need no deletes
         new_only = watermark is not None or count_submissions(con, form.slug) == 0
         with load_session(con):
-            # GX's import (≈ 3 s of CPU) starts when the transform no longer needs the cores, so that it
+            # GX's import (≈ 2 s of CPU) starts when the transform no longer needs the cores, so that it
             # overlaps the last inserts and the end-of-run count, not only the HFCs
             load_pages(con, ctx, pages, summary, advance_watermark=True, loaded=loaded, on_page=progress,
                        new_only=new_only, on_transformed=preload_gx if checks else None)
