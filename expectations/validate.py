@@ -155,6 +155,8 @@ def _gx() -> tuple[Any, Any, Any]:
 
 #: Modules GX imports with itself that our checks never use: ≈ 0.9 of its import's ≈ 2.9 s of CPU were
 #: `scipy.stats`, which three expectations we do not run (KL divergence, KS tests) import at module level.
+#: (Before Python 3.12.3 two threads reading a lazy module's first attribute at once could fail; nothing of
+#: ours reads it, and a check from a per-form YAML that does, a KL divergence, runs in one thread.)
 _IMPORTED_ON_FIRST_USE = ("scipy.stats",)
 
 
