@@ -1,6 +1,6 @@
 """Data quality: GX suites built from the form, high-frequency checks in DuckDB SQL, the offline report.
 
-GX is imported lazily (≈ 3 s) inside `validate_frame`; importing this package stays cheap.
+GX is imported lazily (≈ 1.5–2 s of CPU) on the first check; importing this package stays cheap.
 """
 
 from expectations.hfc import DEFAULTS as HFC_DEFAULTS

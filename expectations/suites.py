@@ -1,7 +1,7 @@
 """Expectation suites generated from a form's schema, plus per-form additions in `expectations/<slug>.yaml`.
 
 A suite here is plain data (`SuiteSpec` of `ExpectationSpec`); `expectations.validate` turns it into GX
-objects only when it runs, so importing this module never pays GX's ~3 s import.
+objects only when it runs, so importing this module never pays GX's import (≈ 1.5–2 s).
 """
 
 from __future__ import annotations
