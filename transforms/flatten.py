@@ -205,7 +205,8 @@ def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -
     main = tables[MAIN_TABLE]
     ids: list[int] = []
     version_keys: dict[tuple, list[str]] = {}
-    system_cols = [main.cols[main.index[name]] for name in _SYSTEM_COLUMNS]
+    # a column the policy removes (`_submitted_by: drop`) has no place in the table: its values go nowhere
+    system_cols = [main.cols[main.index[name]] if name in main.index else {} for name in _SYSTEM_COLUMNS]
     main_objs: list[dict] = []  # read in columns by `_read_system` after the walk
 
     def direct_map(rows: _Rows, qmap: dict) -> dict[str, int]:
@@ -527,7 +528,8 @@ def _read_system(main: _Rows, subs: list[dict]) -> bool:
         "_status": state,
     }
     for name, values in texts.items():
-        main.arrow[main.index[name]] = pc.if_else(pc.equal(values, ""), _EMPTY_TEXT, values)
+        if name in main.index:  # not when the policy removes it
+            main.arrow[main.index[name]] = pc.if_else(pc.equal(values, ""), _EMPTY_TEXT, values)
     main.arrow[main.index["_id"]] = pa.array(main.sub_ids, pa.int64())
     main.arrow[main.index["_validation_status_time"]] = stamp
     return True
@@ -1026,6 +1028,8 @@ def _cast_system(columns: list[Any], rows: _Rows, quarantine: list[QuarantineRec
         "_submitted_by",
         "_status",
     ):
+        if name not in idx:  # removed by the policy
+            continue
         col = columns[idx[name]]
         if not isinstance(col, pa.Array):  # read in columns, it is text already
             columns[idx[name]] = [None if v is None else str(v) for v in col]

@@ -4,8 +4,9 @@ raw; a repeat sent in the wrong shape keeps what can be kept."""
 from __future__ import annotations
 
 import duckdb
-from ops_helpers import demo_settings
+from ops_helpers import demo_settings, write_household_form
 
+from connectors.client import KoboClient
 from connectors.demo_server import DemoKoboServer
 from expectations import write_report
 from pipelines.run import run_sync, select_forms
@@ -66,3 +67,35 @@ def test_untransformable_values_are_quarantined_without_their_value(tmp_path):
     assert "head_age" in section and str(ids[0]) in section and "last_distribution" in section
     leaked = [p for p in settings.data_dir.rglob("*") if p.is_file() and MARK.encode() in p.read_bytes()]
     assert leaked == []
+
+
+def test_metadata_the_policy_drops_has_no_column_and_the_sync_runs(tmp_path):
+    """`_submitted_by: drop` (an enumerator's username) and `_validation_status.by_whom: drop` used to stop
+    every page with a KeyError: their system columns were filled whatever the stored schema said."""
+    with DemoKoboServer(households=30, seed=7, include_fixtures=False) as srv:
+        write_household_form(srv, tmp_path / "forms")
+        path = tmp_path / "forms" / "household_survey.yaml"
+        text = path.read_text(encoding="utf-8")
+        assert "\nquality:" in text
+        path.write_text(text.replace("\nquality:", "\n  metadata:\n    _submitted_by: drop\n"
+                                     "    _validation_status.by_whom: drop\nquality:", 1), encoding="utf-8")
+        settings = demo_settings(srv, tmp_path)
+        result = run_sync(settings, progress=False, checks=True, outputs=False, alerts=False)
+        summary = result.summaries[0]
+        client = KoboClient(srv.url, srv.token, timeout=10)
+        usernames = {r["_submitted_by"] for p in client.iter_submission_pages(srv.household_uid) for r in p.results}
+        by_whom = {r["_validation_status"].get("by_whom") for p in client.iter_submission_pages(srv.household_uid)
+                   for r in p.results} - {None}
+    # "warning": the checks ran and found the demo's planted problems
+    assert summary.status == "warning" and summary.error is None and summary.warehouse_count == 30
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        columns = {r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'household_survey' "
+            "AND table_name = 'submissions'").fetchall()}
+        approved = con.execute("SELECT count(*) FROM household_survey.submissions "
+                               "WHERE _validation_status_label IS NOT NULL").fetchone()
+    assert {"_submitted_by", "_validation_status_by"} & columns == set()
+    assert {"_validation_status_uid", "_validation_status_label", "_uuid"} <= columns
+    assert approved is not None and approved[0] > 0
+    stored = settings.warehouse_path.read_bytes()
+    assert len(usernames) > 1 and by_whom and [u for u in usernames | by_whom if u.encode() in stored] == []
