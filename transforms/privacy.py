@@ -627,7 +627,7 @@ def _rule_handler(rule: QuestionRule, xpath: str, qtype: str) -> Any:
         return pseudonym
     if a == "redact":
         if rule.mode == "drop":
-            return lambda v, ctx: None if v is None else _DROP
+            return _DROP  # the stored schema has no column for it, not even for a null
         return lambda v, ctx: (
             redact_text(v) if isinstance(v, str) else None if v is None else ctx.bad(xpath, "not text")
         )

@@ -315,3 +315,16 @@ def test_generalising_a_date_needs_a_real_month_and_day() -> None:
     assert got == ["2026-03", "2026-03", "2026-03"] + ["<not stored>"] * 5
     assert [(i, x) for i, x, _ in result.rejected] == [(i, "hh/interview_date") for i in range(3, 8)]
     assert result.invalid == {"hh/interview_date": 5}
+
+
+def test_redact_with_mode_drop_removes_a_null_answer_too() -> None:
+    """Its question has no column after the policy: a null answer left under its key stopped flattening with
+    a KeyError (tests/transforms/test_columnar.py's varied pages found it)."""
+    pol = policy_dict()
+    pol["questions"]["comments"] = {"action": "redact", "mode": "drop"}
+    subs = [household_submission(1) | {"hh/comments": None}, household_submission(2)]
+    out = _run(subs, policy=pol).submissions
+    assert subs[0]["hh/comments"] is None and subs[1]["hh/comments"]
+    assert ["hh/comments" in s for s in out] == [False, False]
+    stored = apply_policy_to_schema(make_schema(household_questions()), PrivacyPolicy.model_validate(pol))
+    assert "comments" not in [c.name for c in stored.tables["submissions"].columns]
