@@ -137,6 +137,8 @@ def forkserver_preload(main: ModuleType) -> list[str]:
 def _transform_here(transform: PageTransform, page: SubmissionPage) -> TransformedPage | None:
     if not page.size:
         return None
+    if page.raw:
+        return transform.body(page.raw)
     with cyclic_gc_paused():  # parsing the rows allocates as much as transforming them
         return transform(page.parse_results())
 

@@ -38,8 +38,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
 }
 
-# Keys KoBo adds to every record that are read as system columns or deliberately not stored.
-_SYSTEM_KEYS = frozenset(
+#: Keys KoBo adds to every record that are read as system columns or deliberately not stored.
+SYSTEM_KEYS = frozenset(
     {
         "_id",
         "_uuid",
@@ -193,6 +193,46 @@ def to_tables(submissions: list[dict], schema: FormSchema) -> FlatBatch:
         return _to_tables(submissions, schema, columnar=False)
 
 
+@dataclass
+class TableColumns:
+    """One table's rows of a page read in columns (`transforms.columnar`): who each row is, and the text of
+    each answer after the privacy policy (null = no answer)."""
+
+    sub_ids: list[int]
+    keys: list[str]
+    parents: list[str | None]  # repeat rows: `_parent_key` (None under a submission)
+    positions: list[int]  # repeat rows: `_position`
+    answers: dict[str, pa.Array]  # question xpath -> text column
+
+
+def to_tables_from_columns(
+    tables: dict[str, TableColumns], system: pa.StructArray, schema: FormSchema
+) -> FlatBatch:
+    """Typed Arrow tables from a page read in columns, as `to_tables` gives them from the same submissions.
+
+    Args:
+        tables: the rows of each stored table the page has (a table without rows may be left out).
+        system: the submissions' system fields (`SYSTEM_STRUCT`), after the privacy policy.
+        schema: the stored form schema (after the privacy policy).
+    """
+    rows_of, cells = _plan(schema)
+    main = rows_of[MAIN_TABLE]
+    for name, read in tables.items():
+        rows = rows_of[name]
+        rows.sub_ids, rows.keys, rows.parents, rows.positions = (
+            read.sub_ids, read.keys, read.parents, read.positions
+        )
+        for xpath, values in read.answers.items():
+            cell = cells.get(xpath)
+            if cell is None:  # not stored (the policy removed it)
+                continue
+            if cell.table != name:
+                raise ValueError(f"question {xpath} belongs in table {cell.table}, not {name}")
+            rows.arrow[cell.index] = pc.if_else(pc.equal(values, ""), _EMPTY_TEXT, values)  # "" = no answer
+    _system_columns(main, system)
+    return _assemble(rows_of, cells, [], schema, list(main.sub_ids), {})
+
+
 def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -> FlatBatch:
     tables, cells = _plan(schema)
     quarantine: list[QuarantineRecord] = []
@@ -216,7 +256,7 @@ def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -
             for key, qx in qmap.items()
             if qx in cells  # a question the privacy policy dropped has no cell and no key in the data
             and cells[qx].table == rows.spec.name
-            and not (rows is main and (key in _SYSTEM_KEYS or key.startswith("_version_")))
+            and not (rows is main and (key in SYSTEM_KEYS or key.startswith("_version_")))
         }
         return found
 
@@ -234,7 +274,7 @@ def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -
                 if index in columns:
                     return None
                 columns.add(index)
-            elif rows is main and (key in _SYSTEM_KEYS or key.startswith("_version_")):
+            elif rows is main and (key in SYSTEM_KEYS or key.startswith("_version_")):
                 continue
             elif qmap.get(key) is None and (rname := rmap.get(key) or repeat_union.get(key)) is not None:
                 if tables[rname].spec.parent != rows.spec.name:
@@ -268,7 +308,7 @@ def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -
             if index is not None and type(value) is str:
                 cols[index][row] = value or None
                 continue
-            if rows is main and (key in _SYSTEM_KEYS or key.startswith("_version_")):
+            if rows is main and (key in SYSTEM_KEYS or key.startswith("_version_")):
                 continue
             qx = qmap.get(key)
             if qx is None:
@@ -379,6 +419,18 @@ def _to_tables(submissions: list[dict], schema: FormSchema, *, columnar: bool) -
 
     for rows in tables.values():
         _read_plain(rows)
+    return _assemble(tables, cells, quarantine, schema, ids, unknown)
+
+
+def _assemble(
+    tables: dict[str, _Rows],
+    cells: dict[str, _Cell],
+    quarantine: list[QuarantineRecord],
+    schema: FormSchema,
+    ids: list[int],
+    unknown: dict[str, int],
+) -> FlatBatch:
+    """The batch from the rows gathered per table: casts, geo parts, choice flags and bridge tables."""
     out: dict[str, pa.Table] = {}
     bridges: dict[str, list[list[Any]]] = {
         n: [[], [], []] for n, t in schema.tables.items() if t.kind == "bridge"
@@ -483,7 +535,7 @@ _SYSTEM_COLUMNS = (
 
 
 #: What `_read_system` reads of a submission; a value of another type makes it fall back to `_fill_system`.
-_SYSTEM_STRUCT = pa.struct(
+SYSTEM_STRUCT = pa.struct(
     [
         ("_uuid", pa.string()),
         ("meta/rootUuid", pa.string()),
@@ -510,9 +562,15 @@ def _read_system(main: _Rows, subs: list[dict]) -> bool:
     """The system columns of all main rows in columns, as `_fill_system` gives them row by row; False (and
     nothing read) if a value is not of the usual type (a number as `_uuid`, a list as the status, ...)."""
     try:
-        read = pa.array(subs, _SYSTEM_STRUCT)
+        read = pa.array(subs, SYSTEM_STRUCT)
     except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
         return False
+    _system_columns(main, read)
+    return True
+
+
+def _system_columns(main: _Rows, read: pa.StructArray) -> None:
+    """The main table's system columns from the submissions' system fields (`SYSTEM_STRUCT`)."""
     uuid, root, when, version, status, by, state = read.flatten()
     uid, label, by_whom, stamp = status.flatten()  # a status that is null gives nulls (`_fill_system`: {})
     root = pc.if_else(pc.starts_with(root, "uuid:"), pc.utf8_slice_codeunits(root, 5), root)
@@ -532,7 +590,6 @@ def _read_system(main: _Rows, subs: list[dict]) -> bool:
             main.arrow[main.index[name]] = pc.if_else(pc.equal(values, ""), _EMPTY_TEXT, values)
     main.arrow[main.index["_id"]] = pa.array(main.sub_ids, pa.int64())
     main.arrow[main.index["_validation_status_time"]] = stamp
-    return True
 
 
 def _fill_system(

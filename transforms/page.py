@@ -13,6 +13,7 @@ import orjson
 
 from config.privacy import PrivacyPolicy
 from transforms.attachments import with_attachment_rows
+from transforms.columnar import PageLayout, page_layout, transform_page_columns
 from transforms.errors import TransformError
 from transforms.flatten import to_tables
 from transforms.model import MAIN_TABLE, FlatBatch, FormSchema, QuarantineRecord, Question
@@ -36,15 +37,31 @@ class PageTransform:
     schema: FormSchema  # the form as stored (after the privacy policy)
     policy: PrivacyPolicy
     key: bytes = field(repr=False)  # the pseudonymisation key: never in a repr, a log or a traceback
+    _layout: tuple[PageLayout | None] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __call__(self, submissions: list[dict[str, Any]]) -> TransformedPage:
         # callers pause the cyclic GC around parsing and this (`cyclic_gc_paused`)
         result = apply_policy(submissions, self.raw_schema, self.policy, self.key)
         batch = to_tables(result.submissions, self.schema)
-        batch.quarantine[:0] = self._rejected(result.rejected, submissions)
+        batch.quarantine[:0] = self.rejected_records(result.rejected, submissions)
         return TransformedPage(with_attachment_rows(batch, result.submissions, self.schema), result.withheld)
 
-    def _rejected(
+    def body(self, body: bytes) -> TransformedPage:
+        """The page in a response body of `/api/v2/assets/{uid}/data/`: read in columns when it has the
+        usual shape (`transforms.columnar`), else parsed and transformed row by row."""
+        page = transform_page_columns(body, self)
+        if page is not None:
+            return page
+        with cyclic_gc_paused():  # parsing the body allocates as much as transforming it
+            return self(page_results(body))
+
+    def layout(self) -> PageLayout | None:
+        """How this form's pages are read in columns (None: always row by row); built on first use."""
+        if self._layout is None:
+            self._layout = (page_layout(self.raw_schema),)
+        return self._layout[0]
+
+    def rejected_records(
         self, rejected: list[tuple[Any, str, str]], submissions: list[dict[str, Any]]
     ) -> list[QuarantineRecord]:
         """Values the policy could not transform (a date it cannot generalise, a number it cannot band):
@@ -141,8 +158,7 @@ def init_worker(transform: PageTransform) -> None:
 
 
 def transform_body(body: bytes) -> TransformedPage:
-    """Parse a page's response body and transform it (runs in a worker process set up by `init_worker`)."""
+    """Transform a page's response body (`PageTransform.body`) in a worker process set up by `init_worker`."""
     if _transform is None:
         raise RuntimeError("init_worker was not called in this process")
-    with cyclic_gc_paused():  # parsing the body allocates as much as transforming it
-        return _transform(page_results(body))
+    return _transform.body(body)

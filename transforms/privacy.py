@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from config.privacy import METADATA_DEFAULTS, PrivacyPolicy, QuestionRule
 from transforms.errors import PrivacyError
 from transforms.model import MAIN_TABLE, ColumnSpec, FormSchema, Question, TableSchema
@@ -878,6 +881,86 @@ def apply_policy(
     return PolicyResult(
         out, withheld, dict(sorted(ctx.invalid.items())), list(plan.unused_rules), ctx.rejected
     )
+
+
+class NotAColumn(Exception):
+    """A handler gave something other than text for a text answer: the page goes row by row instead."""
+
+
+class ColumnPolicy:
+    """The policy applied to a page one data key (a column of answer text) at a time, for pages read in
+    columns (`transforms.columnar`): each distinct value of the column goes once through the very handler
+    `apply_policy` gives that key, so both ways store the same values.
+
+    Raises (on creation) what `apply_policy` raises before it looks at a value.
+    """
+
+    def __init__(self, schema: FormSchema, policy: PrivacyPolicy, key: bytes) -> None:
+        _check_key(key)
+        check_strict(schema, policy)
+        self.plan = policy_plan(schema, policy)
+        self._ctx = _Ctx(policy, bytes(key), self.plan)
+
+    @property
+    def withheld(self) -> list[WithheldQuestion]:
+        """What `PolicyResult.withheld` says for a page without keys the form does not define."""
+        return list(self.plan.withheld)
+
+    def drops(self, key: str) -> bool:
+        """Whether the policy removes every value under `key`."""
+        return self.plan.handler(key) is _DROP
+
+    def drops_repeat(self, key: str) -> bool:
+        """Whether the policy removes the repeat under `key` with all its instances."""
+        return _repeat_handler(key, self.plan) is _DROP
+
+    def column(self, key: str, values: pa.Array) -> tuple[pa.Array | None, list[tuple[int, str, str]]]:
+        """The answers under `key` (text, null = no value) after the policy: None when none is stored, and
+        the (row, question, reason) of each value the policy refuses (stored as null, as `apply_policy`
+        removes it).
+
+        Raises:
+            NotAColumn: the handler gave something other than text or None.
+        """
+        handler = self.plan.handler(key)
+        if handler is _KEEP:
+            return values, []
+        if handler is _DROP:
+            return None, []
+        ctx = self._ctx
+        encoded = pc.dictionary_encode(values)
+        out: list[str | None] = []
+        refused: dict[int, tuple[str, str]] = {}  # index of a distinct value -> (question, why it is refused)
+        for i, value in enumerate(encoded.dictionary.to_pylist()):
+            before = len(ctx.rejected)
+            new = handler(value, ctx)
+            if len(ctx.rejected) > before:
+                refused[i] = ctx.rejected[-1][1:]
+                new = None
+            elif new is _DROP:
+                new = None
+            elif new is not None and not isinstance(new, str):
+                raise NotAColumn(key)
+            out.append(new)
+        ctx.rejected.clear()  # the caller reports rejections per row
+        ctx.invalid.clear()
+        stored = pa.array(out, pa.string()).take(encoded.indices)
+        if not refused:
+            return stored, []
+        indices = encoded.indices
+        rows = pc.indices_nonzero(pc.is_in(indices, pa.array(list(refused), indices.type))).to_pylist()
+        return stored, [(row, *refused[indices[row].as_py()]) for row in rows]
+
+    def value(self, key: str, value: Any) -> Any:
+        """One value under `key` after the policy, `None` when it is not stored (for the few values that are
+        not text: a submission's attachments)."""
+        handler = self.plan.handler(key)
+        if handler is _KEEP:
+            return value
+        new = None if handler is _DROP else handler(value, self._ctx)
+        if self._ctx.rejected:
+            raise NotAColumn(key)
+        return None if new is _DROP else new
 
 
 def rejected_by_policy(schema: FormSchema, policy: PrivacyPolicy, key: str, value: Any) -> bool:

@@ -83,9 +83,9 @@ def test_metadata_the_policy_drops_has_no_column_and_the_sync_runs(tmp_path):
         result = run_sync(settings, progress=False, checks=True, outputs=False, alerts=False)
         summary = result.summaries[0]
         client = KoboClient(srv.url, srv.token, timeout=10)
-        usernames = {r["_submitted_by"] for p in client.iter_submission_pages(srv.household_uid) for r in p.results}
-        by_whom = {r["_validation_status"].get("by_whom") for p in client.iter_submission_pages(srv.household_uid)
-                   for r in p.results} - {None}
+        records = [r for p in client.iter_submission_pages(srv.household_uid) for r in p.results]
+        usernames = {r["_submitted_by"] for r in records}
+        by_whom = {r["_validation_status"].get("by_whom") for r in records} - {None}
     # "warning": the checks ran and found the demo's planted problems
     assert summary.status == "warning" and summary.error is None and summary.warehouse_count == 30
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
