@@ -253,10 +253,10 @@ def _read_level(
         parent = [row for row, n in enumerate(counts) for _ in range(n)]
         positions = [p for n in counts for p in range(1, n + 1)]
         sub_ids, keys, _, _ = who
-        parent_keys = [keys[i] for i in parent]
+        parent_keys: list[str | None] = [keys[i] for i in parent]
         child_who: _Who = (
             [sub_ids[i] for i in parent],
-            [f"{k}/{table}[{p}]" for k, p in zip(parent_keys, positions, strict=True)],
+            [f"{keys[i]}/{table}[{p}]" for i, p in zip(parent, positions, strict=True)],
             [None] * len(parent) if level.table == MAIN_TABLE else parent_keys,
             positions,
         )
