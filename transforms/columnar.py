@@ -186,7 +186,6 @@ def _read_body(body: bytes, layout: PageLayout) -> pa.StructArray:
     if layout.null_repeat is not None and layout.null_repeat.search(body):
         raise _NotColumnar
     try:
-        body.decode("utf-8")  # Arrow's reader lets invalid UTF-8 through; the JSON parser refuses it
         table = pj.read_json(
             io.BytesIO(body),
             read_options=pj.ReadOptions(use_threads=False, block_size=len(body) + 1),
@@ -194,7 +193,8 @@ def _read_body(body: bytes, layout: PageLayout) -> pa.StructArray:
                 explicit_schema=layout.body_schema, unexpected_field_behavior="error"
             ),
         )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        table.validate(full=True)  # Arrow's reader lets invalid UTF-8 through; the JSON parser refuses it
+    except pa.ArrowInvalid as exc:
         raise _NotColumnar from exc
     results = table.column("results")
     if table.num_rows != 1 or results.null_count:
