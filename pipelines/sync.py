@@ -74,6 +74,8 @@ PAGES_PER_LOAD = 8
 #: the data writes, and the project-level actions are left out by the query itself.
 HISTORY_ACTIONS = ("add-submission", "modify-submission", "delete-submission")
 _REFUSED = "the project history is refused; it is asked again after sync.full_sweep_every"
+#: the steps that run under a part of DuckDB's memory cap, as an out-of-memory error names it
+_MEMORY_PART = {"load": "three quarters", "checks": "half"}
 
 
 @dataclass
@@ -497,7 +499,7 @@ def sync_form(
         )
         # no stored row is above the watermark (it moves with the data), so these pages need no deletes
         new_only = watermark is not None or count_submissions(con, form.slug) == 0
-        with load_session(con):
+        with load_session(con, settings.duckdb_memory_limit):
             # GX's import (≈ 2 s of CPU) starts when the transform no longer needs the cores, so that it
             # overlaps the last inserts and the end-of-run count, not only the HFCs
             load_pages(con, ctx, pages, summary, advance_watermark=True, loaded=loaded, on_page=progress,
@@ -533,10 +535,10 @@ def sync_form(
         error: Exception = exc
         if isinstance(exc, duckdb.OutOfMemoryException):
             # to be expected on a small machine or a very wide form: name the step and the setting that helps
-            error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit, halved=step == "checks")
+            error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit, part=_MEMORY_PART.get(step))
         elif isinstance(exc, EtlError) and isinstance(exc.__cause__, duckdb.OutOfMemoryException):
             error = WarehouseOutOfMemory(step, settings.duckdb_memory_limit, detail=str(exc),
-                                         halved=step == "checks")
+                                         part=_MEMORY_PART.get(step))
         summary.status = "failed"
         # a bug's message may quote a value (even a raw one, from the privacy step): the class only here;
         # run_sync logs where it happened

@@ -52,22 +52,24 @@ SETTINGS: dict[str, str | bool] = {
 _UNITS = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
 
 
-def half_memory_limit(shown: str) -> str | None:
-    """Half of a memory limit as DuckDB shows it (`current_setting('memory_limit')`, e.g. "256.0 MiB"), in
-    DuckDB's syntax ("131072KiB"); None if it cannot be read."""
+def part_of_memory_limit(shown: str, part: float = 0.5) -> str | None:
+    """`part` of a memory limit as DuckDB shows it (`current_setting('memory_limit')`, e.g. "256.0 MiB"), in
+    DuckDB's syntax ("131072KiB" for half); None if it cannot be read."""
     number, _, unit = shown.strip().partition(" ")
     try:
         size = float(number) * _UNITS[unit.strip().lower()]
     except (ValueError, KeyError):
         return None
-    return f"{int(size / 2 / 1024)}KiB"
+    return f"{int(size * part / 1024)}KiB"
 
 
 @contextmanager
-def lowered_memory_limit(con: duckdb.DuckDBPyConnection, configured: str | None = None) -> Iterator[str]:
-    """Run a block under half the connection's memory limit, then set its limit again: `configured`
-    (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`) when given, else the one DuckDB reports (it rounds down: 1.5GB shows as
-    1.3 GiB). Yields the limit in force, for code inside that lowers it again for a moment.
+def lowered_memory_limit(
+    con: duckdb.DuckDBPyConnection, configured: str | None = None, part: float = 0.5
+) -> Iterator[str]:
+    """Run a block under `part` (default half) of the connection's memory limit, then set its limit again:
+    `configured` (`KOBO_ETL_DUCKDB_MEMORY_LIMIT`) when given, else the one DuckDB reports (it rounds down:
+    1.5GB shows as 1.3 GiB). Yields the limit in force, for code inside that lowers it again for a moment.
 
     DuckDB's limit is also how much of what it has read or written it keeps: the checks and the outputs,
     which scan the whole warehouse, would fill it with the warehouse itself (500 000 submissions: ≈ 250 MB
@@ -78,7 +80,7 @@ def lowered_memory_limit(con: duckdb.DuckDBPyConnection, configured: str | None 
     row = con.execute("SELECT current_setting('memory_limit')").fetchone()
     shown = str(row[0]) if row else ""
     usual = configured or shown
-    lower = half_memory_limit(shown)
+    lower = part_of_memory_limit(shown, part)
     if lower is not None:
         try:
             con.execute("SET memory_limit = ?", [lower])

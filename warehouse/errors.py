@@ -37,11 +37,12 @@ class WarehouseLocked(WarehouseError, Transient):
 class WarehouseOutOfMemory(WarehouseError):
     """DuckDB needed more memory than its cap for a step that cannot spill to disk."""
 
-    def __init__(self, step: str, limit: str, detail: str | None = None, *, halved: bool = False) -> None:
+    def __init__(self, step: str, limit: str, detail: str | None = None, *, part: str | None = None) -> None:
         self.step = step
         self.limit = limit
-        # the checks run under half the cap (`warehouse.db.lowered_memory_limit`); raising it still helps
-        share = "; this step runs under half of it" if halved else ""
+        # the load and the checks run under a part of the cap (`warehouse.db.lowered_memory_limit`): "three
+        # quarters", "half"; raising it still helps
+        share = f"; this step runs under {part} of it" if part else ""
         what = f"DuckDB ran out of memory in the {step} (its cap is {limit}{share})"
         super().__init__(
             f"{what}{': ' + detail if detail else ''}; set KOBO_ETL_DUCKDB_MEMORY_LIMIT higher in .env (e.g. "

@@ -13,7 +13,7 @@ from config import ConfigError, load_settings
 from connectors.demo_server import DemoKoboServer
 from pipelines.run import run_sync
 from warehouse import connect
-from warehouse.db import half_memory_limit, lowered_memory_limit
+from warehouse.db import lowered_memory_limit, part_of_memory_limit
 
 
 def limit_of(con: duckdb.DuckDBPyConnection) -> str:
@@ -37,11 +37,12 @@ def test_the_setting_is_read_checked_and_applied(tmp_path: Path, monkeypatch: py
         assert limit_of(con) == "512.0 MiB"
 
 
-def test_half_the_limit_as_duckdb_shows_it() -> None:
-    assert half_memory_limit("256.0 MiB") == "131072KiB"
-    assert half_memory_limit("1.5 GiB") == f"{3 * 2**30 // 4 // 1024}KiB"
-    assert half_memory_limit("512.0 KiB") == "256KiB"
-    assert half_memory_limit("lots") is None and half_memory_limit("12 parsecs") is None
+def test_part_of_the_limit_as_duckdb_shows_it() -> None:
+    assert part_of_memory_limit("256.0 MiB") == "131072KiB"
+    assert part_of_memory_limit("1.5 GiB") == f"{3 * 2**30 // 4 // 1024}KiB"
+    assert part_of_memory_limit("512.0 KiB") == "256KiB"
+    assert part_of_memory_limit("lots") is None and part_of_memory_limit("12 parsecs") is None
+    assert part_of_memory_limit("256.0 MiB", 0.75) == "196608KiB"
 
 
 def test_a_block_runs_under_half_the_limit_and_the_configured_one_is_set_again(tmp_path: Path) -> None:
@@ -61,16 +62,17 @@ def test_a_block_runs_under_half_the_limit_and_the_configured_one_is_set_again(t
 def test_a_limit_that_cannot_be_lowered_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import warehouse.db as db
 
-    monkeypatch.setattr(db, "half_memory_limit", lambda shown: "half of it")  # DuckDB refuses to set this
+    # DuckDB refuses to set this
+    monkeypatch.setattr(db, "part_of_memory_limit", lambda shown, part: "half of it")
     with connect(tmp_path / "w.duckdb") as con, lowered_memory_limit(con, "256MiB") as inside:
         assert (inside, limit_of(con)) == ("256MiB", "256.0 MiB")
 
 
-def test_checks_and_outputs_run_under_half_the_cap_with_all_of_it_back_between_them(
+def test_load_checks_and_outputs_run_under_parts_of_the_cap_with_all_of_it_back_between_them(
     fresh_server: DemoKoboServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """They scan the whole warehouse: under the full cap DuckDB would keep it all as its cache
-    (bench/README.md), so their memory would grow with the number of submissions."""
+    """The load writes the warehouse and the checks and outputs scan it: under the full cap DuckDB would keep
+    it all as its cache (bench/README.md), so their memory would grow with the number of submissions."""
     import pipelines.checks as checks
     import pipelines.run as run
     import pipelines.sync as sync
@@ -86,11 +88,13 @@ def test_checks_and_outputs_run_under_half_the_cap_with_all_of_it_back_between_t
 
         monkeypatch.setattr(module, name, call)
 
-    for module, name in ((sync, "check_form"), (run, "publish_outputs"), (checks, "publish")):
+    spied = ((sync, "load_pages"), (sync, "check_form"), (run, "publish_outputs"), (checks, "publish"))
+    for module, name in spied:
         spy(module, name)
     result, _ = sync_under(fresh_server, tmp_path / "halved", "64MiB")
     assert not result.failures
-    assert seen == [("check_form", "32.0 MiB"), ("publish_outputs", "64.0 MiB"), ("publish", "32.0 MiB")]
+    assert seen == [("load_pages", "48.0 MiB"), ("check_form", "32.0 MiB"), ("publish_outputs", "64.0 MiB"),
+                    ("publish", "32.0 MiB")]
 
 
 def sync_under(server: DemoKoboServer, root: Path, limit: str):  # noqa: ANN201 — (RunResult, Settings)
@@ -105,7 +109,7 @@ def sync_under(server: DemoKoboServer, root: Path, limit: str):  # noqa: ANN201 
         # the submissions were loaded before the checks ran out: they stay, and so does the watermark
         ("8MiB", "checks", "; this step runs under half of it", "", 120),
         # the load's own error is kept as the detail; its group of pages was rolled back
-        ("4MiB", "load", "", ": loading 120 submissions into", 0),
+        ("4MiB", "load", "; this step runs under three quarters of it", ": loading 120 submissions into", 0),
         # nothing loaded yet: the tables exist, the labels could not be written
         ("2MiB", "setup of the form's tables and labels", "", ": writing the labels of form", 0),
     ],

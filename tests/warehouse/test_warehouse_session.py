@@ -87,3 +87,26 @@ def test_a_session_loads_on_one_duckdb_thread_and_gives_the_others_back(con):
     with pytest.raises(RuntimeError), load_session(con):
         raise RuntimeError("a page could not be fetched")
     assert threads() == 3
+
+
+def test_a_download_loads_under_three_quarters_of_the_memory_limit(tmp_path):
+    """What DuckDB keeps grows to its limit while a big download writes; the configured limit is set again
+    afterwards, and a session without it changes nothing."""
+    def limit(c) -> str:
+        return c.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    with connect(tmp_path / "w.duckdb", memory_limit="256MiB") as c:
+        ensure_tables(c, make_schema())
+        with load_session(c, "256MiB"):
+            assert limit(c) == "192.0 MiB"
+            assert upsert_batch(c, make_schema(), make_batch([1, 2]), run_id="r", watermark=2) == (2, 0)
+            with load_session(c, "256MiB"):  # nested: the outer session decides
+                assert limit(c) == "192.0 MiB"
+        assert limit(c) == "256.0 MiB"
+        with load_session(c):
+            assert limit(c) == "256.0 MiB"
+    with connect(tmp_path / "x.duckdb", memory_limit="1.5GB") as c:
+        shown = limit(c)
+        with load_session(c, "1.5GB"):
+            assert limit(c) == "998.3 MiB"  # 3/4 of DuckDB's 1.3 GiB for 1.5 GB
+        assert limit(c) == shown
