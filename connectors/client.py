@@ -797,6 +797,9 @@ class _Crawl:
                         self._slices.insert(at, piece)
                     self._todo += len(rest)
                 self._cond.notify_all()
+            # waiting in `_take` for the window to move, this thread must not keep the page it handed over
+            # (nor its slice, which holds it): the caller may be done with it long before
+            del todo, page, error
 
     def _take(self) -> _Slice | None:
         with self._cond:
