@@ -277,7 +277,7 @@ def test_snapshot_falls_back_to_the_usual_memory_limit(con, tmp_path: Path, monk
 
     limit_before = con.execute("SELECT current_setting('memory_limit')").fetchone()
     monkeypatch.setattr(publishing.shutil, "copyfile", locked)
-    monkeypatch.setattr(db, "half_memory_limit", lambda shown: "1MiB")
+    monkeypatch.setattr(db, "part_of_memory_limit", lambda shown, part: "1MiB")
     out = tmp_path / "exports"
     publish(con, out, [FORM])
     assert con.execute("SELECT current_setting('memory_limit')").fetchone() == limit_before
