@@ -906,10 +906,6 @@ class ColumnPolicy:
         """What `PolicyResult.withheld` says for a page without keys the form does not define."""
         return list(self.plan.withheld)
 
-    def drops(self, key: str) -> bool:
-        """Whether the policy removes every value under `key`."""
-        return self.plan.handler(key) is _DROP
-
     def drops_repeat(self, key: str) -> bool:
         """Whether the policy removes the repeat under `key` with all its instances."""
         return _repeat_handler(key, self.plan) is _DROP
