@@ -153,7 +153,7 @@ def transform_page_columns(body: bytes, transform: PageTransform) -> Transformed
     calls `transform`)."""
     from transforms.page import TransformedPage
 
-    layout = transform.layout()
+    layout = transform.layout
     if layout is None:
         return None
     policy = ColumnPolicy(transform.raw_schema, transform.policy, transform.key)  # raises as apply_policy

@@ -7,6 +7,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -37,7 +38,6 @@ class PageTransform:
     schema: FormSchema  # the form as stored (after the privacy policy)
     policy: PrivacyPolicy
     key: bytes = field(repr=False)  # the pseudonymisation key: never in a repr, a log or a traceback
-    _layout: tuple[PageLayout | None] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __call__(self, submissions: list[dict[str, Any]]) -> TransformedPage:
         # callers pause the cyclic GC around parsing and this (`cyclic_gc_paused`)
@@ -55,11 +55,10 @@ class PageTransform:
         with cyclic_gc_paused():  # parsing the body allocates as much as transforming it
             return self(page_results(body))
 
+    @cached_property
     def layout(self) -> PageLayout | None:
         """How this form's pages are read in columns (None: always row by row); built on first use."""
-        if self._layout is None:
-            self._layout = (page_layout(self.raw_schema),)
-        return self._layout[0]
+        return page_layout(self.raw_schema)
 
     def rejected_records(
         self, rejected: list[tuple[Any, str, str]], submissions: list[dict[str, Any]]
