@@ -37,6 +37,7 @@ from transforms.model import FlatBatch, FormSchema
 from transforms.page import PageTransform
 from transforms.privacy import apply_policy_to_schema, check_strict, decided_questions, withheld_questions
 from warehouse import (
+    LOAD_MEMORY_PART,
     SchemaChange,
     SyncState,
     WarehouseOutOfMemory,
@@ -75,7 +76,7 @@ PAGES_PER_LOAD = 8
 HISTORY_ACTIONS = ("add-submission", "modify-submission", "delete-submission")
 _REFUSED = "the project history is refused; it is asked again after sync.full_sweep_every"
 #: the steps that run under a part of DuckDB's memory cap, as an out-of-memory error names it
-_MEMORY_PART = {"load": "three quarters", "checks": "half"}
+_MEMORY_PART = {"load": LOAD_MEMORY_PART, "checks": 0.5}  # the checks: `lowered_memory_limit`'s default
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from warehouse.db import connect, lowered_memory_limit
 from warehouse.errors import WarehouseError, WarehouseLocked, WarehouseOutOfMemory
 from warehouse.load import (
+    LOAD_MEMORY_PART,
     SchemaChange,
     SyncState,
     UpsertCounts,
@@ -36,7 +37,7 @@ __all__ = [
     "count_submissions",
     "delete_submissions", "ensure_tables", "get_watermark", "SyncState", "get_sync_state", "set_sync_state",
     "set_history_refused", "ids_by_root_uuid",
-    "load_session", "read_manifest", "set_watermark", "stored_versions", "upsert_batch",
+    "LOAD_MEMORY_PART", "load_session", "read_manifest", "set_watermark", "stored_versions", "upsert_batch",
     "widest_type", "create_label_views", "language_codes", "pinned_columns",
     "write_labels", "fail_run", "finish_run", "start_run", "upsert_pending_privacy", "remove_pending_privacy",
     "quote_ident",

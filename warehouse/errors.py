@@ -34,15 +34,20 @@ class WarehouseLocked(WarehouseError, Transient):
         )
 
 
+_PART_WORDS = {0.5: "half", 0.75: "three quarters"}
+
+
 class WarehouseOutOfMemory(WarehouseError):
     """DuckDB needed more memory than its cap for a step that cannot spill to disk."""
 
-    def __init__(self, step: str, limit: str, detail: str | None = None, *, part: str | None = None) -> None:
+    def __init__(
+        self, step: str, limit: str, detail: str | None = None, *, part: float | None = None
+    ) -> None:
         self.step = step
         self.limit = limit
-        # the load and the checks run under a part of the cap (`warehouse.db.lowered_memory_limit`): "three
-        # quarters", "half"; raising it still helps
-        share = f"; this step runs under {part} of it" if part else ""
+        # the load and the checks run under a part of the cap (`warehouse.db.lowered_memory_limit`); raising
+        # it still helps
+        share = f"; this step runs under {_PART_WORDS.get(part, f'{part:.0%}')} of it" if part else ""
         what = f"DuckDB ran out of memory in the {step} (its cap is {limit}{share})"
         super().__init__(
             f"{what}{': ' + detail if detail else ''}; set KOBO_ETL_DUCKDB_MEMORY_LIMIT higher in .env (e.g. "
